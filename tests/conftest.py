@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Fixtures for the guest test suite (run by tests/vm/run, never on the host).
+
+- every test fails if the kernel log gained a splat while it ran;
+- ``bind`` binds a function to a named driver the way libvirt/driverctl do
+  and restores it at teardown;
+- ``edu``, ``nvme_vf``, ``nvme_vfs`` name the guest's test functions.
+"""
+import errno
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
+
+import pci  # noqa: E402
+
+EDU_ID = (0x1234, 0x11E8)
+NVME_ID = (0x1B36, 0x0010)
+
+SPLAT = re.compile(
+    r"BUG|WARNING|Oops|refcount|list_add corruption|list_del corruption|"
+    r"sleeping function called|general protection|KASAN|"
+    r"possible circular locking|possible recursive locking|"
+    r"suspicious RCU usage|inconsistent lock state|kmemleak")
+# QEMU's NVMe VFs report an INTx pin they must not have; the PCI core says
+# so once per VF. Harmless and not ours: tolerate exactly that line.
+TOLERATED = re.compile(r"Hardware bug: VF reports bogus INTx pin \d+")
+
+collect_ignore = ["host", "vm", "lib", "bench"]
+
+
+def in_guest():
+    with open("/proc/cmdline") as f:
+        return "vfmrun=" in f.read()
+
+
+def pytest_configure(config):
+    if not in_guest():
+        pytest.exit("the guest suite runs inside the test machine: "
+                    "tests/vm/run -- python3 -m pytest tests/", returncode=2)
+
+
+class Kmsg:
+    """New kernel log records since open, read from /dev/kmsg."""
+
+    def __init__(self):
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self.fd, 0, os.SEEK_END)
+
+    def read(self):
+        lines = []
+        while True:
+            try:
+                rec = os.read(self.fd, 8192).decode(errors="replace")
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == errno.EPIPE:  # overwritten records: go on
+                    continue
+                raise
+            if not rec:
+                break
+            lines.append(rec.split(";", 1)[-1].rstrip("\n"))
+        return lines
+
+    def close(self):
+        os.close(self.fd)
+
+
+@pytest.fixture(autouse=True)
+def dmesg_clean(request):
+    """Fail the test whose run put a splat in the kernel log."""
+    kmsg = Kmsg()
+    yield kmsg
+    lines = kmsg.read()
+    kmsg.close()
+    bad = [ln for ln in lines if SPLAT.search(ln) and not TOLERATED.search(ln)]
+    if bad:
+        pytest.fail("kernel log gained:\n" + "\n".join(lines), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vfio_modules():
+    pci.modprobe("vfio-pci")
+    if os.path.exists("/sys/module/vfmediate") or _module_known("vfmediate"):
+        pci.modprobe("vfmediate")
+
+
+def _module_known(name):
+    rel = os.uname().release
+    try:
+        with open(f"/lib/modules/{rel}/modules.dep") as f:
+            return any(f"/{name}.ko" in ln for ln in f)
+    except OSError:
+        return False
+
+
+def _functions(ids):
+    return sorted(pci.find_functions(*ids))
+
+
+@pytest.fixture(scope="session")
+def edu():
+    found = _functions(EDU_ID)
+    if not found:
+        pytest.fail("no edu device in the guest")
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def nvme_vfs():
+    vfs = [b for b in _functions(NVME_ID) if pci.physfn(b)]
+    if not vfs:
+        pytest.fail("no NVMe VF in the guest (tests/vm/run --vfs N)")
+    return vfs
+
+
+@pytest.fixture(scope="session")
+def nvme_vf(nvme_vfs):
+    return nvme_vfs[0]
+
+
+@pytest.fixture
+def bind():
+    """bind(bdf, driver): bind now, unbind and clear the override after."""
+    done = []
+
+    def _bind(bdf, drv):
+        pci.bind(bdf, drv)
+        done.append(bdf)
+        return bdf
+
+    yield _bind
+    for bdf in reversed(done):
+        pci.restore(bdf)
