@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Differences between the kernel APIs vfmediate builds against.
+ *
+ * Force-included into every vfmediate source by Kbuild, so the code itself
+ * is written against one API and carries no #if. Where distribution kernels
+ * backport features, a version number says little: Kbuild probes the target
+ * kernel's headers instead and defines VFM_HAVE_<feature> (see Kbuild).
+ */
+#ifndef _VFM_COMPAT_H
+#define _VFM_COMPAT_H
+
+/*
+ * iommufd device ops of a physical VFIO device: .bind_iommufd,
+ * .unbind_iommufd and .attach_ioas arrived in v6.2, .detach_ioas in v6.6.
+ * Without CONFIG_IOMMUFD, <linux/vfio.h> defines the
+ * vfio_iommufd_physical_*() helpers as NULL, which is still right to
+ * assign. VFM_IOMMUFD_PHYSICAL_OPS goes at the end of a vfio_device_ops
+ * initializer and expands to nothing where the members do not exist.
+ */
+#ifdef VFM_HAVE_DETACH_IOAS
+#define VFM_DETACH_IOAS_OP .detach_ioas = vfio_iommufd_physical_detach_ioas,
+#else
+#define VFM_DETACH_IOAS_OP
+#endif
+
+#ifdef VFM_HAVE_BIND_IOMMUFD
+#define VFM_IOMMUFD_PHYSICAL_OPS					\
+	.bind_iommufd = vfio_iommufd_physical_bind,			\
+	.unbind_iommufd = vfio_iommufd_physical_unbind,			\
+	.attach_ioas = vfio_iommufd_physical_attach_ioas,		\
+	VFM_DETACH_IOAS_OP
+#else
+#define VFM_IOMMUFD_PHYSICAL_OPS
+#endif
+
+#endif /* _VFM_COMPAT_H */
