@@ -855,7 +855,7 @@ def iommu_group_of(bdf: str) -> int:
 class Group:
     """/dev/vfio/<N>."""
 
-    def __init__(self, group_id: int, wait: float = 2.0):
+    def __init__(self, group_id: int, wait: float = 0.5):
         self.id = group_id
         path = f"/dev/vfio/{group_id}"
         deadline = time.monotonic() + wait
@@ -1042,10 +1042,18 @@ class Device:
         self._regions[index] = r
         return r
 
-    def regions(self) -> list[RegionInfo]:
-        """region_info() for every index below num_regions."""
-        return [self.region_info(i)
-                for i in range(self.get_info().num_regions)]
+    def regions(self) -> dict[int, RegionInfo]:
+        """{index: region_info(index)} for every index below num_regions
+        that exists (vfio-pci answers EINVAL for VGA on a non-VGA
+        function; such indices are left out)."""
+        out = {}
+        for i in range(self.get_info().num_regions):
+            try:
+                out[i] = self.region_info(i)
+            except VfioError as e:
+                if e.errno != _errno.EINVAL:
+                    raise
+        return out
 
     def _region(self, index: int) -> RegionInfo:
         r = self._regions.get(index)
@@ -1057,6 +1065,19 @@ class Device:
         _ioctl(self.fd, "VFIO_DEVICE_GET_IRQ_INFO", VFIO_DEVICE_GET_IRQ_INFO,
                q, f"index={index}")
         return IrqInfo(index, q.flags, q.count)
+
+    def irqs(self) -> dict[int, IrqInfo]:
+        """{index: irq_info(index)} for the indices that exist (vfio-pci
+        answers EINVAL for ERR on a non-PCIe function and for REQ on
+        some kernels/devices; those are left out)."""
+        out = {}
+        for i in range(self.get_info().num_irqs):
+            try:
+                out[i] = self.irq_info(i)
+            except VfioError as e:
+                if e.errno != _errno.EINVAL:
+                    raise
+        return out
 
     # -- irqs ----------------------------------------------------------------
 
@@ -1226,7 +1247,11 @@ class Device:
                             f"size={len(data)}") from None
 
     def read(self, index: int, offset: int, size: int) -> int:
-        """Read a 1/2/4/8-byte little-endian value (one access)."""
+        """Read a 1/2/4/8-byte little-endian value with one pread.
+
+        vfio-pci on 6.1 splits an 8-byte BAR access into two 4-byte ones;
+        6.12 does a single 8-byte access (which e.g. edu refuses below
+        0x80, reading all ones)."""
         data = self.pread(index, offset, size)
         if len(data) != size:
             raise VfioError(_errno.EIO, "pread",
