@@ -6,7 +6,7 @@
  *
  * The pattern is KVM's I/O bus: readers srcu_dereference() an immutable
  * table; a writer publishes a new one, waits for an SRCU grace period and
- * frees the old one. Readers never block writers and take no lock.
+ * frees the old one. Readers take no lock and never wait for a writer.
  */
 #include <linux/slab.h>
 
