@@ -5,6 +5,11 @@ For every installed <linux/vfio.h> (the libc one and each Debian
 linux-headers-*-common uapi tree) compile a tiny C program that prints
 sizeof/offsetof of the structs vfio.py declares and the value of every VFIO_*
 constant vfio.py defines, and compare. Needs gcc; skips otherwise.
+
+Runs on the host, outside the guest suite (tests/conftest.py ignores
+tests/host and refuses to run outside the guest), so skip that conftest:
+
+    python3 -m pytest --noconftest tests/host/
 """
 
 import ctypes
