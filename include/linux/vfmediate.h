@@ -2,18 +2,129 @@
 /*
  * vfmediate: in-kernel API for mediator modules.
  *
- * A mediator is a small module that takes over part of the accesses to a
- * device bound to the vfmediate VFIO PCI variant driver. The mediator ops
- * and their registration are added here together with the first
- * mediator; for now the core only needs the type names.
+ * A mediator is a small module holding vendor logic for devices bound to
+ * the vfmediate VFIO PCI variant driver. It depends on vfmediate only; the
+ * device's own driver and vfio-pci never depend on it. The core routes to
+ * it exactly the byte ranges it traps (or that an admin's "trap" rules
+ * give it) through a dispatch table compiled when the device is opened;
+ * everything else goes straight to vfio-pci-core. A mediator is never
+ * asked "is this access yours?".
+ *
+ * Lifetime. The core holds a reference on the mediator's module for every
+ * device it is attached to and for every open device using it, so a
+ * mediator cannot be unloaded while in use; it needs no refcount of its
+ * own. Per-device state is the opaque pointer its open() returns.
+ *
+ * See vfmediate-mediator(9) for a worked example.
  */
 #ifndef _LINUX_VFMEDIATE_H
 #define _LINUX_VFMEDIATE_H
 
+#include <linux/module.h>
+#include <linux/types.h>
+#include <linux/vfio.h>
+
+struct pci_dev;
+struct vfio_pci_core_device;
+struct vm_area_struct;
+
 /* A device bound to vfmediate; opaque to mediators. */
 struct vfm_device;
 
-/* What a mediator provides; defined with the mediator API. */
-struct vfm_mediator_ops;
+/* Longest mediator name, terminating NUL included. */
+#define VFM_NAME_LEN		32
+
+/* Access directions, for vfm_trap_range(). */
+#define VFM_ACCESS_READ		0x1
+#define VFM_ACCESS_WRITE	0x2
+#define VFM_ACCESS_RW		(VFM_ACCESS_READ | VFM_ACCESS_WRITE)
+
+/**
+ * struct vfm_mediator_ops - what a mediator provides
+ * @name: unique name, 1 to VFM_NAME_LEN - 1 characters of [a-z0-9_-]; it
+ *	is what an admin writes to a device's configfs "mediator" attribute
+ *	and the suffix of the module alias (MODULE_ALIAS_VFM_MEDIATOR()).
+ * @owner: THIS_MODULE. Required: registration fails without it.
+ * @check_args: optional. Validate an argument string when an admin writes
+ *	it to "mediator_args", so a bad value is refused at once rather than
+ *	at the next open. Return 0 or a negative errno (-EINVAL, -ERANGE).
+ * @open: called when a device the mediator is attached to is opened,
+ *	before its dispatch table is compiled. @args is the device's
+ *	"mediator_args" string (never NULL, possibly empty). Declare the
+ *	ranges to trap with vfm_trap_range() here and return per-device
+ *	state in @priv. May sleep. A negative errno fails the open.
+ * @close: the last user of the device is gone; free @priv. May sleep.
+ * @region_info: optional. Adjust the answer to VFIO_DEVICE_GET_REGION_INFO
+ *	for a BAR: @info comes filled in by the core (vfm_default_region_info()
+ *	plus the sparse-mmap areas the table leaves mmap-able); a mediator
+ *	may clear flags or add capabilities to @caps.
+ * @read: a read of a trapped range: @count bytes at @off within region
+ *	@index, never crossing the trapped range. Return the bytes read or
+ *	a negative errno; call vfm_default_read() for the device's own data.
+ * @write: as @read, for writes.
+ * @mmap: optional. Called for an mmap() that the table allows (it touches
+ *	no trapped page); return vfm_default_mmap() or a negative errno to
+ *	veto it.
+ * @show: optional. Print the mediator's per-device state (counters, a
+ *	shadow of registers...) into @buf (PAGE_SIZE) for the device's
+ *	configfs "mediator_state" attribute. Called with the device open
+ *	only; may sleep.
+ *
+ * Handlers copy to and from user memory and may sleep. They run under the
+ * core's SRCU read lock, never under a lock the core's writers hold.
+ */
+struct vfm_mediator_ops {
+	const char *name;
+	struct module *owner;
+	int (*check_args)(const char *args);
+	int (*open)(struct vfm_device *vd, const char *args, void **priv);
+	void (*close)(struct vfm_device *vd, void *priv);
+	int (*region_info)(struct vfm_device *vd, void *priv,
+			   struct vfio_region_info *info,
+			   struct vfio_info_cap *caps);
+	ssize_t (*read)(struct vfm_device *vd, void *priv, unsigned int index,
+			char __user *buf, size_t count, loff_t off);
+	ssize_t (*write)(struct vfm_device *vd, void *priv, unsigned int index,
+			 const char __user *buf, size_t count, loff_t off);
+	int (*mmap)(struct vfm_device *vd, void *priv,
+		    struct vm_area_struct *vma);
+	ssize_t (*show)(struct vfm_device *vd, void *priv, char *buf);
+};
+
+int vfm_register_mediator(const struct vfm_mediator_ops *ops);
+void vfm_unregister_mediator(const struct vfm_mediator_ops *ops);
+
+/* Only from a mediator's open(). */
+int vfm_trap_range(struct vfm_device *vd, unsigned int index, u64 start,
+		   u64 len, unsigned int access);
+
+/* Accessors. */
+struct pci_dev *vfm_pdev(struct vfm_device *vd);
+struct vfio_pci_core_device *vfm_core_device(struct vfm_device *vd);
+u64 vfm_region_size(struct vfm_device *vd, unsigned int index);
+
+/* The default handlers: what vfio-pci would do. @off is within @index. */
+ssize_t vfm_default_read(struct vfm_device *vd, unsigned int index,
+			 char __user *buf, size_t count, loff_t off);
+ssize_t vfm_default_write(struct vfm_device *vd, unsigned int index,
+			  const char __user *buf, size_t count, loff_t off);
+int vfm_default_mmap(struct vfm_device *vd, struct vm_area_struct *vma);
+int vfm_default_region_info(struct vfm_device *vd,
+			    struct vfio_region_info *info,
+			    struct vfio_info_cap *caps);
+
+/* The alias by which the core demand-loads a mediator module. */
+#define MODULE_ALIAS_VFM_MEDIATOR(name) \
+	MODULE_ALIAS("vfmediate-mediator:" name)
+
+/**
+ * module_vfm_mediator() - a mediator module that only registers its ops
+ * @__ops: the struct vfm_mediator_ops
+ *
+ * Registers in module init and unregisters in module exit. Declare the
+ * alias with MODULE_ALIAS_VFM_MEDIATOR() next to it.
+ */
+#define module_vfm_mediator(__ops) \
+	module_driver(__ops, vfm_register_mediator, vfm_unregister_mediator)
 
 #endif /* _LINUX_VFMEDIATE_H */
