@@ -7,18 +7,22 @@
  * The pattern is KVM's I/O bus: readers srcu_dereference() an immutable
  * table; a writer publishes a new one, waits for an SRCU grace period and
  * frees the old one. Readers take no lock and never wait for a writer.
+ *
+ * Every way a VFIO user reaches the device's registers goes through here
+ * or vfio-pci-core's own emulation: read/write on the device fd (all
+ * regions, ROM and VGA included), mmap (refused on any page a rule
+ * touches), and VFIO_DEVICE_IOEVENTFD (refused on any byte a rule other
+ * than a plain pass covers, since vfio-pci-core would then write the
+ * device directly when the eventfd fires).
  */
+#include <linux/mm.h>
+#include <linux/overflow.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
 
 #include "vfmediate_core.h"
 
 const struct vfm_table vfm_passthrough_table;
-
-/* Free a compiled table; never the pass-through one. */
-static void vfm_table_free(const struct vfm_table *tbl)
-{
-	kfree(tbl);
-}
 
 void vfm_table_init(struct vfm_device *vd)
 {
@@ -26,18 +30,16 @@ void vfm_table_init(struct vfm_device *vd)
 }
 
 /*
- * Make @tbl the table of @vd; once no reader can still use the table it
- * replaces, free that. Readers of the pass-through table run only
- * vfio-pci-core code and it is never freed, so replacing it needs no wait:
- * closing a device that mediated nothing costs no grace period.
+ * Make @tbl the table of @vd and return the one it replaces, once no
+ * reader can still use that; the caller releases it. Readers of the
+ * pass-through table run only vfio-pci-core code, so replacing it needs no
+ * wait: closing a device that mediated nothing costs no grace period.
  *
  * synchronize_srcu() waits for readers, so the caller must not hold any
- * lock a reader may take, vfio-pci-core's memory_lock included. @cfg_lock
- * is not such a lock, but it is dropped before waiting anyway so that
- * configuration is never stalled by a slow reader.
+ * lock a reader may take, vfio-pci-core's memory_lock included.
  */
-static void vfm_table_publish(struct vfm_device *vd,
-			      const struct vfm_table *tbl)
+static const struct vfm_table *vfm_table_swap(struct vfm_device *vd,
+					      const struct vfm_table *tbl)
 {
 	const struct vfm_table *old;
 
@@ -46,43 +48,155 @@ static void vfm_table_publish(struct vfm_device *vd,
 				  lockdep_is_held(&vd->cfg_lock));
 	mutex_unlock(&vd->cfg_lock);
 
-	if (old == &vfm_passthrough_table)
-		return;
-	synchronize_srcu(&vd->srcu);
-	vfm_table_free(old);
+	if (old != &vfm_passthrough_table)
+		synchronize_srcu(&vd->srcu);
+	return old;
 }
 
-/* Stop mediating @vd: route everything straight to vfio-pci-core. */
+/* Close the mediator @tbl opened, drop its module, free @tbl. */
+void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl)
+{
+	if (tbl->mops) {
+		if (tbl->mops->close)
+			tbl->mops->close(vd, tbl->mpriv);
+		module_put(tbl->mops->owner);
+	}
+	vfm_table_free(tbl);
+}
+
+void vfm_table_publish(struct vfm_device *vd, const struct vfm_table *tbl)
+{
+	vfm_table_release(vd, vfm_table_swap(vd, tbl));
+}
+
+/* Stop mediating @vd. */
 void vfm_table_reset(struct vfm_device *vd)
 {
 	vfm_table_publish(vd, &vfm_passthrough_table);
 }
 
+/* vfio-pci-core's handling of @count bytes at @off of region @index. */
+static ssize_t vfm_core_rw(struct vfm_device *vd, unsigned int index,
+			   char __user *buf, size_t count, u64 off,
+			   bool iswrite)
+{
+	loff_t pos = VFIO_PCI_INDEX_TO_OFFSET(index) + off;
+
+	if (iswrite)
+		return vfio_pci_core_write(&vd->core.vdev, buf, count, &pos);
+	return vfio_pci_core_read(&vd->core.vdev, buf, count, &pos);
+}
+
+static ssize_t vfm_action_rw(struct vfm_device *vd, const struct vfm_table *tbl,
+			     u8 action, unsigned int index, char __user *buf,
+			     size_t count, u64 off, bool iswrite)
+{
+	const struct vfm_mediator_ops *ops = tbl->mops;
+
+	switch (action) {
+	case VFM_PASS:
+	case VFM_RO:		/* only reads get here: writes were refused */
+		return vfm_core_rw(vd, index, buf, count, off, iswrite);
+	case VFM_TRAP:
+		if (iswrite)
+			return ops->write(vd, tbl->mpriv, index, buf, count, off);
+		return ops->read(vd, tbl->mpriv, index, buf, count, off);
+	case VFM_IGNORE:
+		if (!iswrite && clear_user(buf, count))
+			return -EFAULT;
+		return count;
+	default:
+		return -EACCES;
+	}
+}
+
 /*
- * Route one read or write through @tbl. This is where the handler of the
- * interval holding [*ppos, *ppos + count) in region
- * VFIO_PCI_OFFSET_TO_INDEX(*ppos) will be looked up; until a table can
- * hold rules, every range goes to vfio-pci-core.
+ * Before touching anything, count the hit of every rule the access
+ * [off, end) meets and refuse it whole if any of them refuses: a write
+ * that is partly read-only changes no byte.
  */
+static int vfm_check(const struct vfm_region_table *rt,
+		     const struct vfm_interval *iv, u64 end, bool iswrite)
+{
+	const struct vfm_interval *last = rt->iv[iswrite] + rt->nr[iswrite];
+	int ret = 0;
+
+	for (; iv < last && iv->start < end; iv++) {
+		if (iv->ctr)
+			atomic64_inc(&iv->ctr->hits);
+		if (iv->action == VFM_DENY)
+			ret = -EACCES;
+		else if (iv->action == VFM_RO && iswrite && !ret)
+			ret = -EPERM;
+	}
+	return ret;
+}
+
+/*
+ * An access that meets rules is split at their boundaries so that each
+ * byte is handled by its own rule; the gaps go to vfio-pci-core.
+ */
+static ssize_t vfm_split_rw(struct vfm_device *vd, const struct vfm_table *tbl,
+			    unsigned int index, const struct vfm_interval *iv,
+			    char __user *buf, size_t count, u64 off,
+			    bool iswrite)
+{
+	const struct vfm_region_table *rt = &tbl->region[index];
+	const struct vfm_interval *last = rt->iv[iswrite] + rt->nr[iswrite];
+	u64 pos = off, end = off + count;
+	ssize_t n, done = 0;
+
+	while (pos < end) {
+		u64 stop = end;
+		u8 action = VFM_PASS;
+
+		if (iv < last && iv->start <= pos) {
+			stop = min(end, iv->end);
+			action = iv->action;
+			iv++;
+		} else if (iv < last && iv->start < end) {
+			stop = iv->start;
+		}
+		n = vfm_action_rw(vd, tbl, action, index, buf + done,
+				  stop - pos, pos, iswrite);
+		if (n <= 0)
+			return done ? done : n;
+		done += n;
+		pos += n;
+		if (pos < stop)		/* short: stop here, as core does */
+			break;
+	}
+	return done;
+}
+
 static ssize_t vfm_table_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			    char __user *buf, size_t count, loff_t *ppos,
 			    bool iswrite)
 {
-	struct vfio_device *core_vdev = &vd->core.vdev;
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
+	const struct vfm_region_table *rt;
+	const struct vfm_interval *iv;
+	ssize_t ret;
 
+	if (index >= VFM_NUM_REGIONS || !count)
+		goto core;
+	rt = &tbl->region[index];
+	iv = vfm_table_find(rt, iswrite, off);
+	if (!iv || iv->start >= off + count)
+		goto core;
+
+	ret = vfm_check(rt, iv, off + count, iswrite);
+	if (ret)
+		return ret;
+	ret = vfm_split_rw(vd, tbl, index, iv, buf, count, off, iswrite);
+	if (ret > 0)
+		*ppos += ret;
+	return ret;
+core:
 	if (iswrite)
-		return vfio_pci_core_write(core_vdev, buf, count, ppos);
-	return vfio_pci_core_read(core_vdev, buf, count, ppos);
-}
-
-/*
- * Route an mmap() through @tbl. This is where mapping a page that a rule
- * traps will be refused.
- */
-static int vfm_table_mmap(struct vfm_device *vd, const struct vfm_table *tbl,
-			  struct vm_area_struct *vma)
-{
-	return vfio_pci_core_mmap(&vd->core.vdev, vma);
+		return vfio_pci_core_write(&vd->core.vdev, buf, count, ppos);
+	return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
 }
 
 /*
@@ -105,6 +219,34 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 	return ret;
 }
 
+/* An mmap() must lie inside one area the table left mmap-able. */
+static int vfm_table_mmap(struct vfm_device *vd, const struct vfm_table *tbl,
+			  struct vm_area_struct *vma)
+{
+	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	const struct vfm_region_table *rt;
+	u64 start, len;
+	u32 i;
+
+	if (index >= VFM_NUM_REGIONS || !tbl->region[index].ruled)
+		goto allowed;
+	rt = &tbl->region[index];
+	start = ((u64)vma->vm_pgoff << PAGE_SHIFT) & VFIO_PCI_OFFSET_MASK;
+	len = vma->vm_end - vma->vm_start;
+	for (i = 0; i < rt->nr_areas; i++) {
+		if (start >= rt->areas[i].offset &&
+		    start + len <= rt->areas[i].offset + rt->areas[i].size)
+			goto allowed;
+	}
+	dev_dbg(&vd->core.pdev->dev, "mmap of trapped range %#llx+%#llx refused\n",
+		start, len);
+	return -EINVAL;
+allowed:
+	if (tbl->mops && tbl->mops->mmap)
+		return tbl->mops->mmap(vd, tbl->mpriv, vma);
+	return vfio_pci_core_mmap(&vd->core.vdev, vma);
+}
+
 noinline int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma)
 {
 	const struct vfm_table *tbl;
@@ -116,4 +258,137 @@ noinline int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma)
 	srcu_read_unlock(&vd->srcu, idx);
 
 	return ret;
+}
+
+static int vfm_add_sparse_cap(const struct vfm_region_table *rt,
+			      struct vfio_info_cap *caps)
+{
+	struct vfio_region_info_cap_sparse_mmap *sparse;
+	size_t size = struct_size(sparse, areas, rt->nr_areas);
+	int ret;
+
+	sparse = kzalloc(size, GFP_KERNEL);
+	if (!sparse)
+		return -ENOMEM;
+	sparse->header.id = VFIO_REGION_INFO_CAP_SPARSE_MMAP;
+	sparse->header.version = 1;
+	sparse->nr_areas = rt->nr_areas;
+	memcpy(sparse->areas, rt->areas, rt->nr_areas * sizeof(*rt->areas));
+	ret = vfio_info_add_capability(caps, &sparse->header, size);
+	kfree(sparse);
+	return ret;
+}
+
+/* Copy @info and its capability chain out, as vfio-pci-core does. */
+static int vfm_region_info_put(struct vfio_region_info __user *arg,
+			       struct vfio_region_info *info,
+			       struct vfio_info_cap *caps)
+{
+	size_t minsz = offsetofend(struct vfio_region_info, offset);
+
+	if (caps->size) {
+		info->flags |= VFIO_REGION_INFO_FLAG_CAPS;
+		if (info->argsz < sizeof(*info) + caps->size) {
+			info->argsz = sizeof(*info) + caps->size;
+			info->cap_offset = 0;
+		} else {
+			vfio_info_cap_shift(caps, sizeof(*info));
+			if (copy_to_user(arg + 1, caps->buf, caps->size))
+				return -EFAULT;
+			info->cap_offset = sizeof(*info);
+		}
+	}
+	return copy_to_user(arg, info, minsz) ? -EFAULT : 0;
+}
+
+/*
+ * REGION_INFO of a BAR that rules touch: mmap-able only where the table
+ * left areas, advertised as sparse-mmap areas. Returns 1 when the region
+ * is none of ours and vfio-pci-core should answer.
+ */
+static int vfm_table_region_info(struct vfm_device *vd,
+				 const struct vfm_table *tbl,
+				 struct vfio_region_info __user *arg)
+{
+	size_t minsz = offsetofend(struct vfio_region_info, offset);
+	struct vfio_info_cap caps = { .buf = NULL, .size = 0 };
+	const struct vfm_region_table *rt;
+	struct vfio_region_info info;
+	int ret;
+
+	if (copy_from_user(&info, arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz || info.index > VFIO_PCI_BAR5_REGION_INDEX)
+		return 1;
+	rt = &tbl->region[info.index];
+	if (!rt->ruled && !(tbl->mops && tbl->mops->region_info))
+		return 1;
+
+	ret = vfm_default_region_info(vd, &info, &caps);
+	if (!ret && rt->ruled) {
+		if (!rt->nr_areas)
+			info.flags &= ~VFIO_REGION_INFO_FLAG_MMAP;
+		else if (info.flags & VFIO_REGION_INFO_FLAG_MMAP)
+			ret = vfm_add_sparse_cap(rt, &caps);
+	}
+	if (!ret && tbl->mops && tbl->mops->region_info)
+		ret = tbl->mops->region_info(vd, tbl->mpriv, &info, &caps);
+	if (!ret)
+		ret = vfm_region_info_put(arg, &info, &caps);
+	kfree(caps.buf);
+	return ret;
+}
+
+/*
+ * An ioeventfd makes vfio-pci-core write the device itself when the
+ * eventfd fires, past any handler: allow it only where every byte it
+ * writes is plainly passed through. Returns 1 when it may go on.
+ */
+static int vfm_table_ioeventfd(struct vfm_device *vd,
+			       const struct vfm_table *tbl,
+			       struct vfio_device_ioeventfd __user *arg)
+{
+	size_t minsz = offsetofend(struct vfio_device_ioeventfd, fd);
+	const struct vfm_region_table *rt;
+	struct vfio_device_ioeventfd ev;
+	const struct vfm_interval *iv;
+	unsigned int index;
+	u64 off, size;
+
+	if (copy_from_user(&ev, arg, minsz))
+		return -EFAULT;
+	size = ev.flags & VFIO_DEVICE_IOEVENTFD_SIZE_MASK;
+	index = VFIO_PCI_OFFSET_TO_INDEX(ev.offset);
+	if (ev.argsz < minsz || ev.fd == -1 || index >= VFM_NUM_REGIONS)
+		return 1;	/* vfio-pci-core validates or unregisters */
+	rt = &tbl->region[index];
+	off = ev.offset & VFIO_PCI_OFFSET_MASK;
+	iv = vfm_table_find(rt, true, off);
+	for (; iv && iv < rt->iv[1] + rt->nr[1] && iv->start < off + size; iv++) {
+		if (iv->action != VFM_PASS || iv->ctr) {
+			dev_dbg(&vd->core.pdev->dev,
+				"ioeventfd on mediated range %#llx refused\n", off);
+			return -EPERM;
+		}
+	}
+	return 1;
+}
+
+noinline long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
+			     unsigned long arg)
+{
+	const struct vfm_table *tbl;
+	int idx, ret = 1;
+
+	idx = srcu_read_lock(&vd->srcu);
+	tbl = srcu_dereference(vd->table, &vd->srcu);
+	if (cmd == VFIO_DEVICE_GET_REGION_INFO)
+		ret = vfm_table_region_info(vd, tbl, (void __user *)arg);
+	else if (cmd == VFIO_DEVICE_IOEVENTFD)
+		ret = vfm_table_ioeventfd(vd, tbl, (void __user *)arg);
+	srcu_read_unlock(&vd->srcu, idx);
+
+	if (ret <= 0)
+		return ret;
+	return vfio_pci_core_ioctl(&vd->core.vdev, cmd, arg);
 }

@@ -100,6 +100,7 @@ static int vfm_init_dev(struct vfio_device *core_vdev)
 	}
 
 	mutex_init(&vd->cfg_lock);
+	INIT_LIST_HEAD(&vd->node);
 	vfm_table_init(vd);
 	return 0;
 }
@@ -122,21 +123,22 @@ static int vfm_open_device(struct vfio_device *core_vdev)
 	ret = vfio_pci_core_enable(&vd->core);
 	if (ret)
 		return ret;
+	vfio_pci_core_finish_enable(&vd->core);
 
 	/*
-	 * The dispatch table is compiled and published here, once the core
-	 * has set up the regions it describes. No rule exists yet, so the
-	 * device keeps the pass-through table.
+	 * After finish_enable: the table needs the BARs' mmap-ability it
+	 * probes. No access is possible before open_device returns.
 	 */
-
-	vfio_pci_core_finish_enable(&vd->core);
-	return 0;
+	ret = vfm_cfs_open(vd);
+	if (ret)
+		vfio_pci_core_close_device(core_vdev);
+	return ret;
 }
 
 static void vfm_close_device(struct vfio_device *core_vdev)
 {
 	/* No access can be in flight: the last file of the device is gone. */
-	vfm_table_reset(to_vfm(core_vdev));
+	vfm_cfs_close(to_vfm(core_vdev));
 	vfio_pci_core_close_device(core_vdev);
 }
 
@@ -175,17 +177,26 @@ static int vfm_mmap(struct vfio_device *core_vdev, struct vm_area_struct *vma)
 }
 
 /*
- * ioctl goes straight to vfio-pci-core until a table can trap part of a
- * region; then REGION_INFO (sparse mmap) and IOEVENTFD (which would write
- * the device behind a mediator's back) take the same fast/slow split.
+ * Of the ioctls, REGION_INFO (sparse mmap) and IOEVENTFD (which would
+ * write the device past the table) depend on the table.
  */
+static long vfm_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
+		      unsigned long arg)
+{
+	struct vfm_device *vd = to_vfm(core_vdev);
+
+	if (likely(vfm_passthrough(vd)))
+		return vfio_pci_core_ioctl(core_vdev, cmd, arg);
+	return vfm_ioctl_slow(vd, cmd, arg);
+}
+
 static const struct vfio_device_ops vfm_ops = {
 	.name		= "vfmediate",
 	.init		= vfm_init_dev,
 	.release	= vfm_release_dev,
 	.open_device	= vfm_open_device,
 	.close_device	= vfm_close_device,
-	.ioctl		= vfio_pci_core_ioctl,
+	.ioctl		= vfm_ioctl,
 	.device_feature	= vfio_pci_core_ioctl_feature,
 	.read		= vfm_read,
 	.write		= vfm_write,
@@ -209,12 +220,15 @@ static int vfm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	/* vfio-pci-core's PCI callbacks expect its own device here. */
 	dev_set_drvdata(&pdev->dev, &vd->core);
+	/* Before it can be opened: its configuration applies from the start. */
+	vfm_cfs_bind(vd);
 	ret = vfio_pci_core_register_device(&vd->core);
 	if (ret)
-		goto out_put_vdev;
+		goto out_unbind;
 	return 0;
 
-out_put_vdev:
+out_unbind:
+	vfm_cfs_unbind(vd);
 	vfio_put_device(&vd->core.vdev);
 	return ret;
 }
@@ -224,6 +238,7 @@ static void vfm_pci_remove(struct pci_dev *pdev)
 	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
 
 	vfio_pci_core_unregister_device(core);
+	vfm_cfs_unbind(container_of(core, struct vfm_device, core));
 	vfio_put_device(&core->vdev);
 }
 
@@ -246,7 +261,27 @@ static struct pci_driver vfm_pci_driver = {
 	.driver_managed_dma	= true,
 };
 
-module_pci_driver(vfm_pci_driver);
+static int __init vfm_init(void)
+{
+	int ret;
+
+	ret = vfm_cfs_init();
+	if (ret)
+		return ret;
+	ret = pci_register_driver(&vfm_pci_driver);
+	if (ret)
+		vfm_cfs_exit();
+	return ret;
+}
+
+static void __exit vfm_exit(void)
+{
+	pci_unregister_driver(&vfm_pci_driver);
+	vfm_cfs_exit();
+}
+
+module_init(vfm_init);
+module_exit(vfm_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("vfmediate developers");

@@ -1,27 +1,108 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * vfmediate core: per-device state and the dispatch table.
+ * vfmediate core: per-device state, the staged configuration and the
+ * compiled dispatch table.
+ *
+ * Locking, outermost first:
+ *
+ *  vfm_config_lock (global mutex, cfs.c)
+ *	The staged configuration: everything under configfs devices/, the
+ *	mediator attached to each, and the link between a configuration and
+ *	the bound device of the same name. Taken by configfs callbacks, by
+ *	probe/remove and by open/close to compile or release a table.
+ *	Never held across request_module() (the mediator's init takes
+ *	vfm_registry_lock, and modprobe may wait on us).
+ *  vfm_registry_lock (global mutex, registry.c)
+ *	The list of registered mediators.
+ *  vfm_device.cfg_lock (per device)
+ *	Serializes publishers of vfm_device.table.
+ *
+ * The hot path takes none of them: readers of a table hold only the
+ * device's SRCU read lock. Nobody calls synchronize_srcu() with a lock a
+ * reader may need (vfio-pci-core's memory_lock included).
  */
 #ifndef _VFMEDIATE_CORE_H
 #define _VFMEDIATE_CORE_H
 
+#include <linux/configfs.h>
+#include <linux/list.h>
 #include <linux/mm_types.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
+#include <linux/refcount.h>
 #include <linux/srcu.h>
 #include <linux/types.h>
 #include <linux/vfio_pci_core.h>
 #include <linux/vfmediate.h>
 
+#define VFM_NUM_REGIONS		VFIO_PCI_NUM_REGIONS	/* bar0-5 rom config vga */
+#define VFM_MAX_RULES		1024	/* per region */
+#define VFM_MAX_TRAPS		64	/* vfm_trap_range() calls per open */
+#define VFM_ERR_LEN		160
+
+/* What a rule does with the accesses it matches. */
+enum vfm_action {
+	VFM_PASS,	/* vfio-pci-core */
+	VFM_TRAP,	/* the mediator's handler */
+	VFM_RO,		/* reads pass, writes fail -EPERM */
+	VFM_DENY,	/* fail -EACCES */
+	VFM_IGNORE,	/* reads return zeros, writes are dropped */
+	VFM_NR_ACTIONS
+};
+
+/* A rule's hit counter, shared by the rule and the tables compiled from it. */
+struct vfm_counter {
+	refcount_t ref;
+	atomic64_t hits;
+};
+
+struct vfm_counter *vfm_counter_new(void);
+struct vfm_counter *vfm_counter_get(struct vfm_counter *c);
+void vfm_counter_put(struct vfm_counter *c);
+
+/*
+ * One byte range of one region and one direction, compiled: [start, end)
+ * is handled by @action; @ctr counts hits when set.
+ */
+struct vfm_interval {
+	u64 start;
+	u64 end;
+	u8 action;
+	struct vfm_counter *ctr;
+};
+
+/* The compiled form of one region, for reads ([0]) and writes ([1]). */
+struct vfm_region_table {
+	u32 nr[2];
+	struct vfm_interval *iv[2];
+	/* Set when any rule touches the region: region info is ours. */
+	bool ruled;
+	/* Pages left mmap-able, in VFIO's sparse-mmap form. */
+	u32 nr_areas;
+	struct vfio_region_sparse_mmap_area *areas;
+};
+
+/* A registered mediator (registry.c). */
+struct vfm_mediator {
+	const struct vfm_mediator_ops *ops;
+	struct list_head node;
+	struct config_group group;	/* mediators/<name> */
+	atomic_t users;			/* devices it is attached to */
+};
+
 /*
  * A compiled, immutable description of how to route one device's
- * accesses. It is built from the configuration when the device is opened,
- * published with rcu_assign_pointer() and replaced as a whole, never
- * changed in place. The per-region interval arrays are added with the
- * first rule that needs them.
+ * accesses. Built when the device is opened, published with
+ * rcu_assign_pointer() and replaced as a whole, never changed in place.
+ * It owns a reference on the mediator's module while @mops is set.
  */
 struct vfm_table {
 	u64 generation;		/* 0: the pass-through table */
+	u64 config_seq;		/* the staged config it was compiled from */
+	const struct vfm_mediator_ops *mops;
+	void *mpriv;
+	size_t bytes;		/* memory it holds, for the benchmarks */
+	struct vfm_region_table region[VFM_NUM_REGIONS];
 };
 
 /*
@@ -31,32 +112,57 @@ struct vfm_table {
  */
 extern const struct vfm_table vfm_passthrough_table;
 
+struct vfm_cfg_dev;
+
+/* A range a mediator asked to trap from its open(). */
+struct vfm_trap {
+	u32 index;
+	u32 access;
+	u64 start;
+	u64 end;
+};
+
 /**
  * struct vfm_device - a PCI device bound to vfmediate
  * @core: vfio-pci-core's device; first, as vfio_alloc_device() requires.
- * @cfg_lock: serializes configuration, mediator attach/detach and table
- *	publication. Readers of @table never take it.
- * @mediator: the attached mediator, or NULL. Protected by @cfg_lock.
- * @mediator_priv: the mediator's per-device state, from its open().
+ * @cfg_lock: serializes publishers of @table. Readers never take it.
  * @table: the dispatch table, never NULL. Written under @cfg_lock, read
  *	under @srcu.
  * @srcu: protects @table. Handlers copy to and from user memory, so they
  *	may sleep (page faults, even userfaultfd), which plain RCU forbids.
  *	It is per device so that a reader stalled by one device's user
  *	cannot delay a table update of another device.
+ * @cfg: the configuration of the same name, or NULL; under vfm_config_lock.
+ * @node: in the list of bound devices; under vfm_config_lock.
+ * @open: the device is open; under vfm_config_lock.
+ * @generation: tables compiled so far; under vfm_config_lock.
+ * @table_gen: generation of the running table, 0 for pass-through.
+ * @table_seq: the configuration sequence number it was compiled from.
+ * @traps: ranges the opening mediator asked for; only during open.
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
-	struct mutex cfg_lock;		/* config, mediator, table writers */
-	const struct vfm_mediator_ops *mediator;
-	void *mediator_priv;
+	struct mutex cfg_lock;
 	const struct vfm_table __rcu *table;
 	struct srcu_struct srcu;
+	struct vfm_cfg_dev *cfg;
+	struct list_head node;
+	bool open;
+	u64 generation;
+	u64 table_gen;
+	u64 table_seq;
+	struct vfm_trap *traps;
+	u32 nr_traps;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
 {
 	return container_of(core_vdev, struct vfm_device, core.vdev);
+}
+
+static inline const char *vfm_name(struct vfm_device *vd)
+{
+	return pci_name(vd->core.pdev);
 }
 
 /*
@@ -72,11 +178,53 @@ static inline bool vfm_passthrough(struct vfm_device *vd)
 	return rcu_access_pointer(vd->table) == &vfm_passthrough_table;
 }
 
+/* A rule as the compiler sees it: configured or trapped by a mediator. */
+struct vfm_rule_spec {
+	u64 start;
+	u64 end;		/* exclusive */
+	u8 access;		/* VFM_ACCESS_* */
+	u8 action;
+	bool audit;
+	const char *name;	/* for ordering ties and messages */
+	struct vfm_counter *ctr;
+};
+
 /* dispatch.c */
 void vfm_table_init(struct vfm_device *vd);
+void vfm_table_publish(struct vfm_device *vd, const struct vfm_table *tbl);
+void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl);
 void vfm_table_reset(struct vfm_device *vd);
 ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf, size_t count,
 		    loff_t *ppos, bool iswrite);
 int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma);
+long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
+		    unsigned long arg);
+
+/* table.c */
+struct vfm_table *vfm_table_alloc(void);
+void vfm_table_free(const struct vfm_table *tbl);
+int vfm_table_build_region(struct vfm_device *vd, struct vfm_table *tbl,
+			   unsigned int index, struct vfm_rule_spec *specs,
+			   u32 n, bool mmap_off);
+const struct vfm_interval *vfm_table_find(const struct vfm_region_table *rt,
+					  bool iswrite, u64 off);
+
+/* registry.c */
+struct vfm_mediator *vfm_mediator_get(const char *name);
+void vfm_mediator_put(struct vfm_mediator *m);
+bool vfm_valid_name(const char *name);
+int vfm_registry_init(struct config_group *parent);
+void vfm_registry_exit(void);
+
+/* cfs.c */
+int vfm_cfs_init(void);
+void vfm_cfs_exit(void);
+void vfm_cfs_bind(struct vfm_device *vd);
+void vfm_cfs_unbind(struct vfm_device *vd);
+int vfm_cfs_open(struct vfm_device *vd);
+void vfm_cfs_close(struct vfm_device *vd);
+
+/* main.c */
+u64 vfm_region_len(struct vfm_device *vd, unsigned int index);
 
 #endif /* _VFMEDIATE_CORE_H */

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vfmediate: what the core exports to mediators besides registration
+ * (registry.c) and vfm_trap_range() (cfs.c): accessors, and the default
+ * handlers, which do what vfio-pci would do.
+ */
+#include <linux/mm.h>
+
+#include "vfmediate_core.h"
+
+struct pci_dev *vfm_pdev(struct vfm_device *vd)
+{
+	return vd->core.pdev;
+}
+EXPORT_SYMBOL_GPL(vfm_pdev);
+
+struct vfio_pci_core_device *vfm_core_device(struct vfm_device *vd)
+{
+	return &vd->core;
+}
+EXPORT_SYMBOL_GPL(vfm_core_device);
+
+/**
+ * vfm_region_size() - size of a region as VFIO_DEVICE_GET_REGION_INFO
+ * reports it
+ * @vd: the device
+ * @index: VFIO region index
+ *
+ * Return: bytes; 0 for a region the device does not have.
+ */
+u64 vfm_region_size(struct vfm_device *vd, unsigned int index)
+{
+	return vfm_region_len(vd, index);
+}
+EXPORT_SYMBOL_GPL(vfm_region_size);
+
+static bool vfm_in_region(struct vfm_device *vd, unsigned int index,
+			  size_t count, loff_t off)
+{
+	return index < VFM_NUM_REGIONS && off >= 0 &&
+	       off <= VFIO_PCI_OFFSET_MASK && count <= VFIO_PCI_OFFSET_MASK;
+}
+
+/**
+ * vfm_default_read() - read a region as vfio-pci would
+ * @vd: the device
+ * @index: VFIO region index
+ * @buf: user buffer
+ * @count: bytes
+ * @off: offset within the region
+ *
+ * Return: bytes read or a negative errno.
+ */
+ssize_t vfm_default_read(struct vfm_device *vd, unsigned int index,
+			 char __user *buf, size_t count, loff_t off)
+{
+	loff_t pos = VFIO_PCI_INDEX_TO_OFFSET(index) + off;
+
+	if (!vfm_in_region(vd, index, count, off))
+		return -EINVAL;
+	return vfio_pci_core_read(&vd->core.vdev, buf, count, &pos);
+}
+EXPORT_SYMBOL_GPL(vfm_default_read);
+
+/**
+ * vfm_default_write() - write a region as vfio-pci would
+ * @vd: the device
+ * @index: VFIO region index
+ * @buf: user buffer
+ * @count: bytes
+ * @off: offset within the region
+ *
+ * Return: bytes written or a negative errno.
+ */
+ssize_t vfm_default_write(struct vfm_device *vd, unsigned int index,
+			  const char __user *buf, size_t count, loff_t off)
+{
+	loff_t pos = VFIO_PCI_INDEX_TO_OFFSET(index) + off;
+
+	if (!vfm_in_region(vd, index, count, off))
+		return -EINVAL;
+	return vfio_pci_core_write(&vd->core.vdev, buf, count, &pos);
+}
+EXPORT_SYMBOL_GPL(vfm_default_write);
+
+/**
+ * vfm_default_mmap() - map a region as vfio-pci would
+ * @vd: the device
+ * @vma: as given to the mediator's mmap()
+ *
+ * Return: 0 or a negative errno.
+ */
+int vfm_default_mmap(struct vfm_device *vd, struct vm_area_struct *vma)
+{
+	return vfio_pci_core_mmap(&vd->core.vdev, vma);
+}
+EXPORT_SYMBOL_GPL(vfm_default_mmap);
+
+/**
+ * vfm_default_region_info() - describe a BAR as vfio-pci would
+ * @vd: the device
+ * @info: @info->index selects the BAR; offset, size and flags are set
+ * @caps: vfio-pci's capabilities of the BAR are added (MSI-X mappable)
+ *
+ * Return: 0; -EINVAL for a region that is not a BAR; -ENOMEM.
+ */
+int vfm_default_region_info(struct vfm_device *vd,
+			    struct vfio_region_info *info,
+			    struct vfio_info_cap *caps)
+{
+	struct vfio_info_cap_header msix = {
+		.id = VFIO_REGION_INFO_CAP_MSIX_MAPPABLE,
+		.version = 1,
+	};
+	unsigned int index = info->index;
+
+	if (index > VFIO_PCI_BAR5_REGION_INDEX)
+		return -EINVAL;
+	info->offset = VFIO_PCI_INDEX_TO_OFFSET(index);
+	info->size = pci_resource_len(vd->core.pdev, index);
+	info->flags = 0;
+	if (!info->size)
+		return 0;
+	info->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+	if (!vd->core.bar_mmap_supported[index])
+		return 0;
+	info->flags |= VFIO_REGION_INFO_FLAG_MMAP;
+	if (index == vd->core.msix_bar)
+		return vfio_info_add_capability(caps, &msix, sizeof(msix));
+	return 0;
+}
+EXPORT_SYMBOL_GPL(vfm_default_region_info);
