@@ -142,7 +142,7 @@ struct vfm_trap {
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
-	struct mutex cfg_lock;
+	struct mutex cfg_lock;		/* publishers of @table */
 	const struct vfm_table __rcu *table;
 	struct srcu_struct srcu;
 	struct vfm_cfg_dev *cfg;
