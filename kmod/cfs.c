@@ -6,6 +6,7 @@
  *   /sys/kernel/config/vfmediate/
  *     devices/<DDDD:BB:DD.F>/       mkdir; the device need not exist yet
  *       mediator mediator_args mediator_state state generation pending error
+ *       table_bytes compile_ns
  *       regions/<config|bar0..bar5|rom|vga>/
  *         mmap
  *         rules/<name>/             mkdir
@@ -20,6 +21,7 @@
  */
 #include <linux/ctype.h>
 #include <linux/kernel.h>
+#include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/overflow.h>
 #include <linux/slab.h>
@@ -671,6 +673,30 @@ static ssize_t vfm_dev_pending_show(struct config_item *item, char *page)
 	return sysfs_emit(page, "%d\n", pending);
 }
 
+static ssize_t vfm_dev_table_bytes_show(struct config_item *item, char *page)
+{
+	struct vfm_cfg_dev *dev = to_cfg_dev(item);
+	size_t bytes = 0;
+
+	mutex_lock(&vfm_config_lock);
+	if (dev->vd && dev->vd->open)
+		bytes = dev->vd->table_bytes;
+	mutex_unlock(&vfm_config_lock);
+	return sysfs_emit(page, "%zu\n", bytes);
+}
+
+static ssize_t vfm_dev_compile_ns_show(struct config_item *item, char *page)
+{
+	struct vfm_cfg_dev *dev = to_cfg_dev(item);
+	u64 ns = 0;
+
+	mutex_lock(&vfm_config_lock);
+	if (dev->vd && dev->vd->open)
+		ns = dev->vd->compile_ns;
+	mutex_unlock(&vfm_config_lock);
+	return sysfs_emit(page, "%llu\n", ns);
+}
+
 static ssize_t vfm_dev_error_show(struct config_item *item, char *page)
 {
 	struct vfm_cfg_dev *dev = to_cfg_dev(item);
@@ -689,6 +715,8 @@ CONFIGFS_ATTR_RO(vfm_dev_, state);
 CONFIGFS_ATTR_RO(vfm_dev_, generation);
 CONFIGFS_ATTR_RO(vfm_dev_, pending);
 CONFIGFS_ATTR_RO(vfm_dev_, error);
+CONFIGFS_ATTR_RO(vfm_dev_, table_bytes);
+CONFIGFS_ATTR_RO(vfm_dev_, compile_ns);
 
 static struct configfs_attribute *vfm_dev_attrs[] = {
 	&vfm_dev_attr_mediator,
@@ -698,6 +726,8 @@ static struct configfs_attribute *vfm_dev_attrs[] = {
 	&vfm_dev_attr_generation,
 	&vfm_dev_attr_pending,
 	&vfm_dev_attr_error,
+	&vfm_dev_attr_table_bytes,
+	&vfm_dev_attr_compile_ns,
 	NULL,
 };
 
@@ -1007,6 +1037,7 @@ int vfm_cfs_open(struct vfm_device *vd)
 {
 	struct vfm_cfg_dev *dev;
 	struct vfm_table *tbl = NULL;
+	u64 t0 = ktime_get_ns();
 
 	mutex_lock(&vfm_config_lock);
 	dev = vd->cfg;
@@ -1027,6 +1058,8 @@ int vfm_cfs_open(struct vfm_device *vd)
 	vd->open = true;
 	vd->table_seq = dev ? dev->seq : 0;
 	vd->table_gen = tbl ? tbl->generation : 0;
+	vd->table_bytes = tbl ? tbl->bytes : 0;
+	vd->compile_ns = tbl ? ktime_get_ns() - t0 : 0;
 	mutex_unlock(&vfm_config_lock);
 
 	if (tbl)

@@ -138,6 +138,8 @@ struct vfm_trap {
  * @generation: tables compiled so far; under vfm_config_lock.
  * @table_gen: generation of the running table, 0 for pass-through.
  * @table_seq: the configuration sequence number it was compiled from.
+ * @table_bytes: memory the running table holds.
+ * @compile_ns: time its compilation took, mediator open() included.
  * @traps: ranges the opening mediator asked for; only during open.
  */
 struct vfm_device {
@@ -151,6 +153,8 @@ struct vfm_device {
 	u64 generation;
 	u64 table_gen;
 	u64 table_seq;
+	size_t table_bytes;
+	u64 compile_ns;
 	struct vfm_trap *traps;
 	u32 nr_traps;
 };
