@@ -8,8 +8,9 @@
  *			START+LEN; numbers in decimal or 0x-prefixed hex
  *
  * Both keys once each, in either order, separated by a comma, no spaces;
- * leading and trailing white space (echo's newline) is ignored. Syntax
- * errors are -EINVAL, well-formed numbers out of bounds -ERANGE.
+ * leading and trailing white space is ignored. As for the core's rule
+ * ranges, a malformed string is -EINVAL; an inverted, empty or
+ * overflowing range and a BAR number above 5 are -ERANGE.
  *
  * Static inline, so that each mediator module stays self-contained.
  */
@@ -60,13 +61,13 @@ static inline int med_parse_range(char *s, u64 *start, u64 *len)
 
 	if (sep == '-') {
 		if (v < start_v)
-			return -EINVAL;
+			return -ERANGE;
 		if (v - start_v == U64_MAX)
 			return -ERANGE;
 		*len = v - start_v + 1;
 	} else {
 		if (!v)
-			return -EINVAL;
+			return -ERANGE;
 		if (check_add_overflow(start_v, v - 1, &last))
 			return -ERANGE;
 		*len = v;
