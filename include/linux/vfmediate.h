@@ -46,14 +46,17 @@ struct vfm_device;
  *	and the suffix of the module alias (MODULE_ALIAS_VFM_MEDIATOR()).
  * @owner: THIS_MODULE. Required: registration fails without it.
  * @check_args: optional. Validate an argument string when an admin writes
- *	it to "mediator_args", so a bad value is refused at once rather than
- *	at the next open. Return 0 or a negative errno (-EINVAL, -ERANGE).
- * @open: called when a device the mediator is attached to is opened,
- *	before its dispatch table is compiled. @args is the device's
+ *	it to "mediator_args" (without echo's newline), so a bad value is
+ *	refused at once rather than at the next open. Return 0 or a negative
+ *	errno (-EINVAL, -ERANGE).
+ * @open: optional. Called when a device the mediator is attached to is
+ *	opened, before its dispatch table is compiled. @args is the device's
  *	"mediator_args" string (never NULL, possibly empty). Declare the
  *	ranges to trap with vfm_trap_range() here and return per-device
- *	state in @priv. May sleep. A negative errno fails the open.
- * @close: the last user of the device is gone; free @priv. May sleep.
+ *	state in @priv. May sleep. A negative errno fails the open; the
+ *	ranges trapped are then dropped and @close is not called.
+ * @close: optional. The last user of the device is gone and no handler
+ *	runs any more; free @priv. May sleep.
  * @region_info: optional. Adjust the answer to VFIO_DEVICE_GET_REGION_INFO
  *	for a BAR: @info comes filled in by the core (vfm_default_region_info()
  *	plus the sparse-mmap areas the table leaves mmap-able); a mediator
@@ -61,6 +64,7 @@ struct vfm_device;
  * @read: a read of a trapped range: @count bytes at @off within region
  *	@index, never crossing the trapped range. Return the bytes read or
  *	a negative errno; call vfm_default_read() for the device's own data.
+ *	Needed to trap reads: vfm_trap_range() refuses them without it.
  * @write: as @read, for writes.
  * @mmap: optional. Called for an mmap() that the table allows (it touches
  *	no trapped page); return vfm_default_mmap() or a negative errno to
@@ -71,7 +75,10 @@ struct vfm_device;
  *	only; may sleep.
  *
  * Handlers copy to and from user memory and may sleep. They run under the
- * core's SRCU read lock, never under a lock the core's writers hold.
+ * core's SRCU read lock, never under a lock the core's writers hold, and
+ * may run concurrently with each other and with @show. @check_args,
+ * @open and @show run under the core's configuration mutex (@close may):
+ * they must not wait for configfs or call request_module().
  */
 struct vfm_mediator_ops {
 	const char *name;
