@@ -202,6 +202,11 @@ def test_rmmod_refused_while_open(nvme_vf):
     at the end."""
     vf = nvme_vf
     pci.restore(vf)
+    # mediators loaded (on demand) by earlier tests hold vfmediate: unload
+    # the idle ones now and load them again at the end
+    mediators = holders()
+    for m in mediators:
+        subprocess.run(["rmmod", m], capture_output=True)
     assert refcnt() == 0 and holders() == [] and bound_devices() == [], (
         f"vfmediate in use before the test: refcnt {refcnt()}, holders "
         f"{holders()}, devices {bound_devices()} (leaked by an earlier test?)")
@@ -223,8 +228,8 @@ def test_rmmod_refused_while_open(nvme_vf):
         assert not os.path.exists(DRV)
     finally:
         pci.restore(vf)
-        pci.modprobe(MOD)
-    assert os.path.isdir(DRV) and refcnt() == 0
+        pci.modprobe(MOD, *mediators)
+    assert os.path.isdir(DRV) and holders() == mediators
     pci.bind(vf, MOD)
     with Device(vf) as dev:
         assert dev.read32(vfio.BAR0, NVME_VS) == NVME_VS_1_4
