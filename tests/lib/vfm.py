@@ -16,6 +16,7 @@ reverse order (rules first, then the device directory)::
         v.write("mediator", "")              # detach (as `echo > mediator`)
 
     Module("vfmediate_audit").loaded / .refcnt / .unload() -> errno or 0
+    vfm.purge(bdf)          # remove a device directory and all its rules
 
 Every write goes out in one write(2) of the value plus a newline, as
 ``echo VALUE > attr`` does, and a refused write raises OSError with the
@@ -239,6 +240,21 @@ def devices() -> list[str]:
         return sorted(os.listdir(DEVICES))
     except FileNotFoundError:
         return []
+
+
+def purge(bdf: str) -> None:
+    """Remove devices/<bdf>/ whoever made it: every rule of every region
+    first, then the directory. Nothing there is not an error."""
+    d = f"{DEVICES}/{bdf}"
+    for region in REGIONS:
+        rules = os.path.join(d, "regions", region, "rules")
+        try:
+            names = os.listdir(rules)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            _rmdir_quiet(os.path.join(rules, name))
+    _rmdir_quiet(d)
 
 
 # -- mediators and their modules ----------------------------------------------
