@@ -151,7 +151,7 @@ def test_bound_by_driver_override(unbound_edu):
     pci.set_override(edu, MOD)
     pci.probe(edu)
     assert pci.driver(edu) == MOD
-    assert bound_devices() == [edu] or edu in bound_devices()
+    assert edu in bound_devices()
     with Device(edu) as dev:
         assert dev.config_read16(0) == 0x1234
     pci.unbind(edu)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import vfio
 from vfio import (BAR0, CONFIG, IRQ_ERR, IRQ_INTX, IRQ_MSI, IRQ_MSIX,
-                  IRQ_REQ, Device, VfioError)
+                  IRQ_REQ, Device)
 
 PAGE = mmap.PAGESIZE
 
