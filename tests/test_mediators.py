@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import subprocess
+import threading
 
 import pytest
 
@@ -342,6 +343,31 @@ def test_audit_counts_exactly(edu_vfm):
             assert dev.region_info(BAR0).mmappable_ranges() == []
             with pytest.raises(VfioError):
                 dev.mmap(BAR0, 0, PAGE)
+
+
+def test_audit_counts_concurrent_accesses(edu_vfm):
+    threads, each = 4, 250
+    with Vfm(edu_vfm, mediator="audit", args="regions=bar0") as v:
+        with Device(edu_vfm) as dev:
+            dev.enable_bus_master()
+            pos = dev.region_info(BAR0).offset
+            want = EDU_ID_REG.to_bytes(4, "little")
+            bad = []
+
+            def reader():
+                for _ in range(each):
+                    data = os.pread(dev.fd, 4, pos)
+                    if data != want:
+                        bad.append(data)
+
+            pool = [threading.Thread(target=reader) for _ in range(threads)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            assert bad == []
+            n = threads * each
+            assert audit_counts(v) == {"bar0": (n, 0, 4 * n, 0)}
 
 
 def test_audit_selected_regions(edu_vfm):
