@@ -204,6 +204,27 @@ static const struct vfm_mediator_ops *vfm_cfg_ops(struct vfm_cfg_dev *dev)
 /* ---- rules/<name>/ ---- */
 
 /*
+ * A number: "0x" and hex digits, or decimal digits (a leading 0 is not
+ * octal). Nothing else, not even a sign or space. Too big: -ERANGE.
+ */
+static int vfm_parse_u64(const char *s, u64 *v)
+{
+	unsigned int base = 10;
+	const char *p;
+
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		s += 2;
+		base = 16;
+	}
+	if (!*s)
+		return -EINVAL;
+	for (p = s; *p; p++)
+		if (base == 16 ? !isxdigit(*p) : !isdigit(*p))
+			return -EINVAL;
+	return kstrtou64(s, base, v);
+}
+
+/*
  * "START-END" (END inclusive, as /proc/iomem) or "START+LEN", each number
  * hex (0x) or decimal. Malformed: -EINVAL; inverted, empty, overflowing
  * or beyond any VFIO region offset: -ERANGE.
@@ -222,8 +243,11 @@ static int vfm_parse_range(const char *page, size_t count, u64 *start,
 		return -EINVAL;
 	ret = *sep == '-' ? 1 : 0;
 	*sep = '\0';
-	if (kstrtou64(buf, 0, &a) || kstrtou64(sep + 1, 0, &b))
+	if (vfm_parse_u64(buf, &a) == -EINVAL ||
+	    vfm_parse_u64(sep + 1, &b) == -EINVAL)
 		return -EINVAL;
+	if (vfm_parse_u64(buf, &a) || vfm_parse_u64(sep + 1, &b))
+		return -ERANGE;
 	if (ret) {
 		if (b < a || b >= VFIO_PCI_OFFSET_MASK)
 			return -ERANGE;
@@ -392,9 +416,14 @@ static bool vfm_valid_rule_name(const char *name)
 
 	if (!len || len >= VFM_RULE_NAME_LEN)
 		return false;
-	for (i = 0; i < len; i++)
-		if (!isalnum(name[i]) && !strchr("_.:-", name[i]))
+	for (i = 0; i < len; i++) {
+		char c = name[i];
+
+		/* Not isalnum(): the kernel's ctype takes Latin-1 letters. */
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("_.:-", c)))
 			return false;
+	}
 	return true;
 }
 
@@ -920,8 +949,11 @@ static int vfm_open_mediator(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 	if (!ops)
 		return 0;
 	/* The open device's own reference, dropped when its table goes. */
-	if (!try_module_get(ops->owner))
+	if (!try_module_get(ops->owner)) {
+		snprintf(dev->error, sizeof(dev->error),
+			 "mediator %s: module is being removed", ops->name);
 		return -ENOENT;
+	}
 	vd->traps = kcalloc(VFM_MAX_TRAPS, sizeof(*vd->traps), GFP_KERNEL);
 	vd->nr_traps = 0;
 	ret = vd->traps ? 0 : -ENOMEM;

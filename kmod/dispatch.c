@@ -159,6 +159,12 @@ static ssize_t vfm_split_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 		}
 		n = vfm_action_rw(vd, tbl, action, index, buf + done,
 				  stop - pos, pos, iswrite);
+		if (action == VFM_TRAP && n > (ssize_t)(stop - pos)) {
+			/* A mediator bug; do not let it move *ppos. */
+			pr_warn_once("vfmediate: mediator %s returned %zd for %llu bytes\n",
+				     tbl->mops->name, n, stop - pos);
+			n = -EIO;
+		}
 		if (n <= 0)
 			return done ? done : n;
 		done += n;

@@ -7,7 +7,6 @@
  * Each registered mediator also appears, read-only, as
  * /sys/kernel/config/vfmediate/mediators/<name>/.
  */
-#include <linux/ctype.h>
 #include <linux/kmod.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -31,7 +30,9 @@ bool vfm_valid_name(const char *name)
 	for (i = 0; i < len; i++) {
 		char c = name[i];
 
-		if (!(islower(c) || isdigit(c) || c == '_' || c == '-'))
+		/* Not islower(): the kernel's ctype takes Latin-1 letters. */
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
 			return false;
 	}
 	return true;
@@ -48,13 +49,21 @@ static struct vfm_mediator *vfm_find_locked(const char *name)
 	return NULL;
 }
 
+/* A mediator being registered is listed, to hold its name, but not live. */
+static struct vfm_mediator *vfm_find_live(const char *name)
+{
+	struct vfm_mediator *m = vfm_find_locked(name);
+
+	return m && m->live ? m : NULL;
+}
+
 /* The mediator @name with a reference on its module, or NULL. */
 static struct vfm_mediator *vfm_lookup_get(const char *name)
 {
 	struct vfm_mediator *m;
 
 	mutex_lock(&vfm_registry_lock);
-	m = vfm_find_locked(name);
+	m = vfm_find_live(name);
 	if (m && try_module_get(m->ops->owner))
 		atomic_inc(&m->users);
 	else
@@ -179,12 +188,14 @@ int vfm_register_mediator(const struct vfm_mediator_ops *ops)
 
 	/* Outside the lock: configfs takes its own, which readers hold. */
 	ret = configfs_register_group(vfm_mediators_group, &m->group);
-	if (ret) {
-		mutex_lock(&vfm_registry_lock);
+	mutex_lock(&vfm_registry_lock);
+	if (ret)
 		list_del(&m->node);
-		mutex_unlock(&vfm_registry_lock);
+	else
+		m->live = true;
+	mutex_unlock(&vfm_registry_lock);
+	if (ret)
 		kfree(m);
-	}
 	return ret;
 }
 EXPORT_SYMBOL_GPL(vfm_register_mediator);

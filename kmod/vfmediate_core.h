@@ -88,6 +88,7 @@ struct vfm_mediator {
 	struct list_head node;
 	struct config_group group;	/* mediators/<name> */
 	atomic_t users;			/* devices it is attached to */
+	bool live;			/* registered in configfs too */
 };
 
 /*
