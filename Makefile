@@ -6,6 +6,8 @@
 #   make check      install dependencies, build, run the guest test suite
 #                   on every supported kernel (the CI entry point)
 #   make vm         a shell in a test guest (KVER=<release> to choose)
+#   make demo       install, build, and show the policy engine at work in a
+#                   test guest (README, "Demo")
 #
 # KVER=<release> restricts build and check to one installed kernel.
 
@@ -35,6 +37,20 @@ check-kernels:
 
 vm: modules
 	tests/vm/run $(if $(KVER),--kernel $(KVER)) --keep-shell
+
+# README's "Demo": dependencies, the modules for the newest supported
+# kernel (or KVER), then tests/demo/demo.sh in a test guest.
+.PHONY: demo
+demo: deps
+	@k='$(KVER)'; \
+	[ -n "$$k" ] || k=$$(tests/vm/kernels | grep -v -- '-vfm-debug$$' | tail -n1); \
+	[ -n "$$k" ] || { echo "demo: no supported kernel installed" >&2; exit 1; }; \
+	mkdir -p build; \
+	echo "demo: building the modules for $$k"; \
+	$(MAKE) --no-print-directory -C kmod KVER=$$k > build/demo-build.log 2>&1 || \
+		{ cat build/demo-build.log >&2; echo "demo: build failed" >&2; exit 1; }; \
+	echo "demo: booting a test guest ($$k), about a minute"; \
+	tests/vm/run --kernel $$k -- tests/demo/demo.sh
 
 clean:
 	rm -rf build
