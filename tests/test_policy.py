@@ -395,7 +395,8 @@ def test_partial_overlap_shorter_wins(edu_vfm):
     ([("b-deny", "deny"), ("a-ro", "ro")], "ro"),
     ([("block", "deny"), ("allow", "pass")], "pass"),
     ([("a", "pass"), ("Z", "deny")], "deny"),          # strcmp: 'Z' < 'a'
-])
+], ids=["a-deny-over-b-ro", "a-ro-over-b-deny", "allow-over-block",
+        "Z-over-a"])
 def test_tie_broken_by_name(edu_vfm, rules, winner):
     """Equal ranges: the rule whose name sorts first (bytewise) wins,
     whatever the order the rules were made in."""
