@@ -1,0 +1,358 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""The vfmediate benchmark driver, run inside the test guest (as root).
+
+    tests/bench/run.py [--smoke] [--rounds N] [--only NAME,...]
+                       [--bin PATH] [--out FILE]
+
+Takes two functions of the same kind (two edu devices when the guest has
+them, tests/vm/run --edu 2; else two NVMe VFs), and for every scenario:
+
+1. configures vfmediate through configfs, identically for both
+   functions (rules only act on the one bound to vfmediate);
+2. runs N rounds; a round binds one function to vfmediate and the other
+   to vfio-pci (which one alternates round by round), then runs a fresh
+   vfbench process that opens both and times the same operation on
+   both, alternately, in blocks; it does so --reopen times, closing and
+   opening the devices in between. Each of those runs gives one sample:
+   the median over its blocks of the ratio vfmediate / vfio-pci of two
+   blocks run back to back;
+3. the "floor" scenario does exactly the same with both functions on
+   vfio-pci: its ratios are the noise floor of the method.
+
+Writes every round's raw output and the summary as JSON (--out) and
+prints the table (tests/bench/report.py formats it). With --smoke, a few
+short rounds of every scenario: it checks that each scenario does what
+it claims (errnos, hit counters, table sizes), not how fast it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+sys.path.insert(0, HERE)
+
+import pci  # noqa: E402
+import report  # noqa: E402
+import vfm  # noqa: E402
+
+EDU_ID = (0x1234, 0x11E8)
+NVME_ID = (0x1B36, 0x0010)
+RULES_MAX = 1024
+
+
+class Profile:
+    """Where a kind of function is accessed and where filler rules go.
+
+    roff/woff: the registers read and written (side-effect free);
+    filler rule i covers [base + i*stride, +flen); "last" places the
+    accessed window above every filler, at last_off."""
+
+    def __init__(self, kind, roff, woff, wval, base, stride, flen, last_off,
+                 mmap_rules_off):
+        self.kind = kind
+        self.roff, self.woff, self.wval = roff, woff, wval
+        self.base, self.stride, self.flen = base, stride, flen
+        self.last_off = last_off
+        self.mmap_rules_off = mmap_rules_off
+
+
+PROFILES = {
+    # edu BAR0 (1 MiB): 0x00 ID (read), 0x04 liveness (write: any value);
+    # offsets edu does not decode read as ~0 and ignore writes.
+    "edu": Profile("edu", 0x0, 0x4, 0x5a5a5a5a, base=0x1000, stride=0x100,
+                   flen=8, last_off=0x1000 + RULES_MAX * 0x100,
+                   mmap_rules_off=0x1000),
+    # NVMe VF BAR0 (16 KiB): 0x08 VS (read), 0x0c INTMS (write 0: sets
+    # no mask bit); 0x40..0xfff is reserved (reads 0, writes ignored).
+    "nvme": Profile("nvme", 0x8, 0xC, 0, base=0x40, stride=2, flen=1,
+                    last_off=0xE00, mmap_rules_off=0x1000),
+}
+
+
+def find_pair():
+    """(profile, [bdf_x, bdf_y]): two edu, else two NVMe VFs."""
+    edus = sorted(pci.find_functions(*EDU_ID))
+    if len(edus) >= 2:
+        return PROFILES["edu"], edus[:2]
+    vfs = sorted(b for b in pci.find_functions(*NVME_ID) if pci.physfn(b))
+    if len(vfs) >= 2:
+        return PROFILES["nvme"], vfs[:2]
+    raise SystemExit("bench: needs two edu devices (tests/vm/run --edu 2) "
+                     "or two NVMe VFs")
+
+
+def window(lo, hi):
+    """configfs range string of [lo, hi)."""
+    return f"{lo:#x}-{hi - 1:#x}"
+
+
+class Scenario:
+    """One vfmediate configuration and the operations timed under it.
+
+    nrules: total rules including the one on the accessed window (the
+    others are "deny" fillers elsewhere); action: what the rule on the
+    accessed window does (None: no rule there); last: that rule is the
+    highest interval of the table; mediator: attach nop trapping the
+    window; expect: the first result vfmediate must give, per op."""
+
+    def __init__(self, name, label, ops, nrules=0, action=None, audit=0,
+                 last=False, mediator=False, mmap_rules=0, floor=False,
+                 expect=None, group="access"):
+        self.name, self.label, self.ops = name, label, ops
+        self.nrules, self.action, self.audit = nrules, action, audit
+        self.last, self.mediator, self.mmap_rules = last, mediator, mmap_rules
+        self.floor = floor
+        self.expect = expect or {}
+        self.group = group
+
+    def offsets(self, prof):
+        if self.last:
+            return prof.last_off, prof.last_off + (prof.woff - prof.roff)
+        return prof.roff, prof.woff
+
+    def configure(self, bdf, prof):
+        """Create this scenario's configfs state for @bdf; returns the Vfm."""
+        if self.floor or (not self.nrules and not self.mediator
+                          and not self.mmap_rules):
+            return None
+        roff, woff = self.offsets(prof)
+        lo, hi = min(roff, woff), max(roff, woff) + 4
+        v = vfm.Vfm(bdf, mediator="nop" if self.mediator else None,
+                    args=f"bar=0,range={window(lo, hi)}"
+                    if self.mediator else None)
+        v.create()
+        try:
+            fillers = self.nrules - (1 if self.action else 0)
+            for i in range(fillers):
+                start = prof.base + i * prof.stride
+                add_filler(v, f"f{i:04d}", window(start, start + prof.flen))
+            if self.action:
+                v.add_rule("bar0", "target", window(lo, hi), self.action,
+                           audit=self.audit)
+            for i in range(self.mmap_rules):
+                start = prof.mmap_rules_off + i * 0x100
+                add_filler(v, f"m{i:04d}", window(start, start + 8))
+        except BaseException:
+            v.remove()
+            raise
+        return v
+
+
+def add_filler(v, name, rng):
+    """A deny rule on BAR0 with the fewest writes (access rw and audit 0
+    are the defaults; an unfinished rule already denies)."""
+    r = vfm.Rule(v, "bar0", name)
+    os.mkdir(r.path)
+    v.rules.append(r)
+    r.write("range", rng)
+    r.write("action", "deny")
+
+
+READ_WRITE = ["pread", "pwrite"]
+
+SCENARIOS = [
+    Scenario("floor", "vfio-pci / vfio-pci (noise floor)",
+             READ_WRITE + ["mmap", "open"], floor=True),
+    Scenario("none", "no rules", READ_WRITE + ["mmap", "open"]),
+    Scenario("r16", "16 rules, access on a pass rule", READ_WRITE,
+             nrules=16, action="pass"),
+    Scenario("r1024", "1024 rules, access on a pass rule",
+             READ_WRITE + ["open"], nrules=1024, action="pass"),
+    Scenario("r1024last", "1024 rules, access on the last rule", READ_WRITE,
+             nrules=1024, action="pass", last=True),
+    Scenario("audit", "audit rule on the access", READ_WRITE, nrules=1,
+             action="pass", audit=1),
+    Scenario("trap", "trap to the nop mediator", READ_WRITE, mediator=True),
+    Scenario("ro", "ro rule (write refused)", READ_WRITE, nrules=1,
+             action="ro", expect={"pwrite": "EPERM"}),
+    Scenario("deny", "deny rule (refused)", READ_WRITE, nrules=1,
+             action="deny", expect={"pread": "EACCES", "pwrite": "EACCES"}),
+    Scenario("mmap16", "mmap'ed page, 16 rules on other pages", ["mmap"],
+             mmap_rules=16),
+    Scenario("ignore1", "ignore rule, no other rule", READ_WRITE, nrules=1,
+             action="ignore", group="software"),
+    Scenario("ignore16", "ignore rule, 16 rules", READ_WRITE, nrules=16,
+             action="ignore", group="software"),
+    Scenario("ignore1024", "ignore rule, 1024 rules", READ_WRITE,
+             nrules=1024, action="ignore", group="software"),
+]
+
+
+def bind_roles(pair, vfm_bdf, floor):
+    for bdf in pair:
+        drv = "vfmediate" if (bdf == vfm_bdf and not floor) else "vfio-pci"
+        pci.bind(bdf, drv)
+
+
+def run_round(args, prof, scen, pair, k):
+    """One round: bind, run one vfbench process, return its JSON."""
+    a, b = (pair[0], pair[1]) if k % 2 == 0 else (pair[1], pair[0])
+    bind_roles(pair, a, scen.floor)
+    roff, woff = scen.offsets(prof)
+    ops = [op for op in scen.ops if op != "open"]
+    out = {}
+    runs = [ops] if ops else []
+    if "open" in scen.ops:
+        runs.append(["open"])
+    for oplist in runs:
+        is_open = oplist == ["open"]
+        cmd = [args.bin, "--ops", ",".join(oplist), "--blocks",
+               str(args.open_blocks if is_open else args.blocks),
+               "--reopen", str(1 if is_open else args.reopen),
+               "--roff", hex(roff), "--woff", hex(woff),
+               "--wval", hex(prof.wval), "--cpu", str(args.cpu)]
+        for op, n in args.iters.items():
+            cmd += ["--iters", f"{op}={n}"]
+        if not scen.floor:
+            cmd += ["--cfs-a", f"{vfm.DEVICES}/{a}"]
+        cmd += [a, b]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"{scen.name}: {' '.join(cmd)}: "
+                               f"{p.stderr.strip()}")
+        res = json.loads(p.stdout)
+        runs = out.setdefault("runs", [])
+        for i, run in enumerate(res["runs"]):
+            if i >= len(runs):
+                runs.append({"ops": {}})
+            runs[i]["ops"].update(run["ops"])
+        if not is_open or "cfs" not in out:
+            out["cfs"] = res["cfs"]
+    out["a"], out["b"] = a, b
+    return out
+
+
+def check_round(scen, r, errors):
+    """The scenario did what it says: results of the first operations."""
+    for run in r["runs"]:
+        for op, res in run["ops"].items():
+            if op not in ("pread", "pwrite"):
+                continue
+            want = scen.expect.get(op, 4)
+            for side, exp in (("A", want), ("B", 4)):
+                got = res[side]["ret"]
+                if got != exp:
+                    errors.append(f"{scen.name} {op} {side}: result {got}, "
+                                  f"expected {exp}")
+
+
+def run_scenario(args, prof, scen, pair):
+    cfgs = []
+    t0 = time.monotonic()
+    try:
+        for bdf in pair:
+            v = scen.configure(bdf, prof)
+            if v:
+                cfgs.append(v)
+        setup_s = time.monotonic() - t0
+        rounds, errors = [], []
+        for k in range(args.rounds):
+            r = run_round(args, prof, scen, pair, k)
+            check_round(scen, r, errors)
+            rounds.append(r)
+        hits = None
+        if scen.audit and cfgs:
+            hits = sum(v.rule("bar0", "target").hits for v in cfgs)
+            if hits <= 0:
+                errors.append(f"{scen.name}: audit rule counted no hit")
+    finally:
+        for bdf in pair:
+            pci.bind(bdf, "vfio-pci")
+        for v in cfgs:
+            v.remove()
+    return {"name": scen.name, "label": scen.label, "group": scen.group,
+            "floor": scen.floor, "nrules": scen.nrules, "ops": scen.ops,
+            "setup_s": round(setup_s, 2),
+            "run_s": round(time.monotonic() - t0 - setup_s, 2),
+            "audit_hits": hits, "errors": errors, "rounds": rounds}
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few short rounds, checks only")
+    ap.add_argument("--rounds", type=int, help="processes per scenario")
+    ap.add_argument("--blocks", type=int, help="A/B blocks per run")
+    ap.add_argument("--reopen", type=int,
+                    help="runs (device opens) per process")
+    ap.add_argument("--open-blocks", type=int,
+                    help="A/B open+close pairs per process")
+    ap.add_argument("--only", help="comma-separated scenario names")
+    ap.add_argument("--cpu", type=int, default=1, help="CPU to run on")
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bench",
+                                                  "vfbench"))
+    ap.add_argument("--out", help="JSON file for the raw results")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.rounds = args.rounds or 2
+        args.reopen = args.reopen or 2
+        args.blocks = args.blocks or 3
+        args.open_blocks = args.open_blocks or 2
+        args.iters = {"pread": 20, "pwrite": 20, "mmap": 100}
+    else:
+        args.rounds = args.rounds or 16
+        args.reopen = args.reopen or 5
+        args.blocks = args.blocks or 24
+        args.open_blocks = args.open_blocks or 12
+        args.iters = {"pread": 150, "pwrite": 150, "mmap": 1500}
+    if args.cpu >= os.cpu_count():
+        args.cpu = 0
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not os.access(args.bin, os.X_OK):
+        raise SystemExit(f"bench: {args.bin} missing (make bench builds it)")
+    pci.modprobe("vfio-pci", "vfmediate")
+    prof, pair = find_pair()
+    left = [b for b in pair if os.path.isdir(f"{vfm.DEVICES}/{b}")]
+    if left:
+        raise SystemExit(f"bench: configfs directories already exist: {left}")
+    scens = SCENARIOS
+    if args.only:
+        want = args.only.split(",")
+        unknown = set(want) - {s.name for s in SCENARIOS}
+        if unknown:
+            raise SystemExit(f"bench: unknown scenario(s) {sorted(unknown)}")
+        scens = [s for s in SCENARIOS if s.name in want]
+    result = {
+        "kernel": platform.release(), "kind": prof.kind, "pair": pair,
+        "smoke": args.smoke, "rounds": args.rounds, "reopen": args.reopen,
+        "blocks": args.blocks,
+        "open_blocks": args.open_blocks, "iters": args.iters,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "scenarios": [],
+    }
+    t0 = time.monotonic()
+    try:
+        for scen in scens:
+            print(f"bench: {scen.name} ...", file=sys.stderr, flush=True)
+            result["scenarios"].append(run_scenario(args, prof, scen, pair))
+    finally:
+        for bdf in pair:
+            pci.restore(bdf)
+    result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    result["summary"] = report.summarize(result)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out + ".tmp", "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(args.out + ".tmp", args.out)
+    print(report.format_kernel(result))
+    errors = [e for s in result["scenarios"] for e in s["errors"]]
+    for e in errors:
+        print(f"bench: ERROR: {e}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
