@@ -200,11 +200,12 @@ class Schema:
                 return ("unhandled", self.errno_of(errs, "unhandled"))
         return None
 
-    def _number(self, s: bytes) -> Optional[int]:
+    @staticmethod
+    def _number(s: bytes) -> Optional[int]:
+        """The value of a well-formed number (of any size), else None."""
         if not _NUMBER.fullmatch(s):
             return None
-        v = int(s, 16) if s[:2] in (b"0x", b"0X") else int(s, 10)
-        return v if v < 1 << 64 else None
+        return int(s, 16) if s[:2] in (b"0x", b"0X") else int(s, 10)
 
     def _range_case(self, body: bytes, region_len: Optional[int]
                     ) -> Optional[str]:
@@ -217,6 +218,8 @@ class Schema:
         b = self._number(body[m.end():])
         if a is None or b is None:
             return "syntax"
+        if a >= 1 << 64 or b >= 1 << 64:
+            return "too_big"
         if m[0] == b"-":
             if b < a:
                 return "inverted"
