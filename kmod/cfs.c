@@ -249,7 +249,7 @@ static int vfm_parse_range(const char *page, size_t count, u64 *start,
 	if (vfm_parse_u64(buf, &a) || vfm_parse_u64(sep + 1, &b))
 		return -ERANGE;
 	if (ret) {
-		if (b < a || b >= VFIO_PCI_OFFSET_MASK)
+		if (b < a || b > VFIO_PCI_OFFSET_MASK)
 			return -ERANGE;
 		*end = b + 1;
 	} else if (!b || check_add_overflow(a, b, end)) {
