@@ -142,10 +142,17 @@ static int vfm_match(const char * const *names, int n, const char *page,
 	return -EINVAL;
 }
 
+/*
+ * Staged changes are numbered from one counter for all devices, so that a
+ * directory removed and made again never repeats the number the running
+ * table was compiled from.
+ */
+static u64 vfm_config_seq;
+
 static void vfm_staged(struct vfm_cfg_dev *dev)
 {
 	lockdep_assert_held(&vfm_config_lock);
-	dev->seq++;
+	dev->seq = ++vfm_config_seq;
 }
 
 /* Size of region @index of the bound device, as VFIO reports it. */
@@ -846,6 +853,7 @@ static struct config_group *vfm_devices_make_group(struct config_group *group,
 		vfm_region_init(dev, order[i]);
 
 	mutex_lock(&vfm_config_lock);
+	vfm_staged(dev);
 	dev->vd = vfm_find_bound(name);
 	if (dev->vd)
 		dev->vd->cfg = dev;

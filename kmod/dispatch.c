@@ -111,6 +111,19 @@ static ssize_t vfm_action_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 }
 
 /*
+ * A rule split by a narrower one inside it has several intervals sharing
+ * its counter: count it once per access.
+ */
+static bool vfm_counted(const struct vfm_interval *first,
+			const struct vfm_interval *iv)
+{
+	for (; first < iv; first++)
+		if (first->ctr == iv->ctr)
+			return true;
+	return false;
+}
+
+/*
  * Before touching anything, count the hit of every rule the access
  * [off, end) meets and refuse it whole if any of them refuses: a write
  * that is partly read-only changes no byte.
@@ -119,10 +132,11 @@ static int vfm_check(const struct vfm_region_table *rt,
 		     const struct vfm_interval *iv, u64 end, bool iswrite)
 {
 	const struct vfm_interval *last = rt->iv[iswrite] + rt->nr[iswrite];
+	const struct vfm_interval *first = iv;
 	int ret = 0;
 
 	for (; iv < last && iv->start < end; iv++) {
-		if (iv->ctr)
+		if (iv->ctr && !vfm_counted(first, iv))
 			atomic64_inc(&iv->ctr->hits);
 		if (iv->action == VFM_DENY)
 			ret = -EACCES;

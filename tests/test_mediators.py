@@ -443,6 +443,25 @@ def test_regshadow_byte_granular(edu_vfm):
             dev.write32(BAR0, 0x80, 0)
 
 
+def test_regshadow_admin_trap_outside_window(edu_vfm):
+    """An admin's trap rule routes bytes outside the mediator's own window
+    to it: they reach the device, unshadowed, and nothing complains."""
+    with Vfm(edu_vfm, mediator="regshadow", args="bar=0,range=0x80+0x20") as v:
+        v.add_rule("bar0", "live", "0x4+4", "trap")
+        v.add_rule("bar0", "edge", "0x7c-0x83", "trap")
+        with Device(edu_vfm) as dev:
+            dev.enable_bus_master()
+            dev.write32(BAR0, 0x04, 0x12345678)
+            assert dev.read32(BAR0, 0x04) == 0x12345678 ^ 0xFFFFFFFF
+            # Half in the window: only that half is shadowed.
+            dev.pwrite(BAR0, 0x7C, bytes([1, 2, 3, 4, 5, 6, 7, 8]))
+            assert v.mediator_state.splitlines() == [
+                "bar=0 range=0x80-0x9f",
+                "0x80=0x08070605",
+            ]
+            dev.write32(BAR0, 0x80, 0)
+
+
 def test_regshadow_state_truncated_to_a_page(edu_vfm):
     # Offsets edu ignores: nothing happens on the device.
     with Vfm(edu_vfm, mediator="regshadow",

@@ -454,10 +454,6 @@ def test_hits_exact(edu_vfm):
         assert ro4.hits == 0
 
 
-@pytest.mark.xfail(strict=True, reason="kmod bug: a rule split into two "
-                   "intervals by a narrower one counts an access that "
-                   "meets both pieces twice (dispatch.c vfm_check counts "
-                   "per interval, not per rule)")
 def test_hits_one_per_access_per_rule(edu_vfm):
     with Vfm(edu_vfm) as v:
         broad = v.add_rule("bar0", "broad", "0x0-0xff", "pass", audit=1)
@@ -519,10 +515,6 @@ def test_rmdir_while_open_keeps_running_table(edu_vfm):
         v.remove()
 
 
-@pytest.mark.xfail(strict=True, reason="kmod bug: 'pending' compares the "
-                   "running table's sequence number with that of a "
-                   "different, re-made device directory (cfs.c "
-                   "vfm_dev_pending_show)")
 def test_pending_after_device_dir_made_again(edu_vfm):
     """The configuration the device was opened with is removed and a new
     one made while it is open: that is a staged change, whatever the
