@@ -11,7 +11,8 @@ them, tests/vm/run --edu 2; else two NVMe VFs), and for every scenario:
 1. configures vfmediate through configfs, identically for both
    functions (rules only act on the one bound to vfmediate);
 2. runs N rounds; a round binds one function to vfmediate and the other
-   to vfio-pci (which one alternates round by round), then runs a fresh
+   to vfio-pci (which one alternates round by round, and which of them
+   the process names first alternates every other round), then runs a fresh
    vfbench process that opens both and times the same operation on
    both, alternately, in blocks; it does so --reopen times, closing and
    opening the devices in between. Each of those runs gives one sample:
@@ -158,6 +159,7 @@ def add_filler(v, name, rng):
 
 
 READ_WRITE = ["pread", "pwrite"]
+SOFTWARE = READ_WRITE + ["null"]
 
 SCENARIOS = [
     Scenario("floor", "vfio-pci / vfio-pci (noise floor)",
@@ -178,11 +180,13 @@ SCENARIOS = [
              action="deny", expect={"pread": "EACCES", "pwrite": "EACCES"}),
     Scenario("mmap16", "mmap'ed page, 16 rules on other pages", ["mmap"],
              mmap_rules=16),
-    Scenario("ignore1", "ignore rule, no other rule", READ_WRITE, nrules=1,
+    # "null": a read past the end of BAR0, refused by vfio-pci-core
+    # before any device access: the cost of the system call and VFIO.
+    Scenario("ignore1", "ignore rule, no other rule", SOFTWARE, nrules=1,
              action="ignore", group="software"),
-    Scenario("ignore16", "ignore rule, 16 rules", READ_WRITE, nrules=16,
+    Scenario("ignore16", "ignore rule, 16 rules", SOFTWARE, nrules=16,
              action="ignore", group="software"),
-    Scenario("ignore1024", "ignore rule, 1024 rules", READ_WRITE,
+    Scenario("ignore1024", "ignore rule, 1024 rules", SOFTWARE,
              nrules=1024, action="ignore", group="software"),
 ]
 
@@ -193,17 +197,39 @@ def bind_roles(pair, vfm_bdf, floor):
         pci.bind(bdf, drv)
 
 
+def _flip(res):
+    """A vfbench result seen from the other side: A and B swapped and
+    the per-block ratios inverted."""
+    r = res["ratio"]
+    return {**res, "A": res["B"], "B": res["A"],
+            "ratio": {"med": 1 / r["med"], "p10": 1 / r["p90"],
+                      "p90": 1 / r["p10"]}}
+
+
+def round_roles(pair, k):
+    """(function on vfmediate, its position in vfbench's arguments) for
+    round k. Both alternate, so that every four rounds cover the four
+    combinations and any two the two functions and the two positions:
+    under emulation a function can be slower for where it sits (which
+    of the two the process names first) as well as for what it is, and
+    each must fall on both drivers alike."""
+    return pair[k % 2], ((k + 1) // 2) % 2
+
+
 def run_round(args, prof, scen, pair, k):
-    """One round: bind, run one vfbench process, return its JSON."""
-    a, b = (pair[0], pair[1]) if k % 2 == 0 else (pair[1], pair[0])
+    """One round: bind, run one vfbench process per set of operations,
+    return the results with A always the function bound to vfmediate
+    (in the floor: the one that would be)."""
+    a, pos = round_roles(pair, k)
+    b = pair[1] if a == pair[0] else pair[0]
     bind_roles(pair, a, scen.floor)
     roff, woff = scen.offsets(prof)
     ops = [op for op in scen.ops if op != "open"]
-    out = {}
-    runs = [ops] if ops else []
+    sets = [ops] if ops else []
     if "open" in scen.ops:
-        runs.append(["open"])
-    for oplist in runs:
+        sets.append(["open"])
+    out = {"a": a, "b": b, "a_pos": pos, "runs": []}
+    for oplist in sets:
         is_open = oplist == ["open"]
         cmd = [args.bin, "--ops", ",".join(oplist), "--blocks",
                str(args.open_blocks if is_open else args.blocks),
@@ -213,21 +239,23 @@ def run_round(args, prof, scen, pair, k):
         for op, n in args.iters.items():
             cmd += ["--iters", f"{op}={n}"]
         if not scen.floor:
-            cmd += ["--cfs-a", f"{vfm.DEVICES}/{a}"]
-        cmd += [a, b]
+            cmd += ["--cfs-b" if pos else "--cfs-a", f"{vfm.DEVICES}/{a}"]
+        cmd += [b, a] if pos else [a, b]
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"{scen.name}: {' '.join(cmd)}: "
                                f"{p.stderr.strip()}")
         res = json.loads(p.stdout)
-        runs = out.setdefault("runs", [])
         for i, run in enumerate(res["runs"]):
-            if i >= len(runs):
-                runs.append({"ops": {}})
-            runs[i]["ops"].update(run["ops"])
+            if i >= len(out["runs"]):
+                out["runs"].append({"ops": {}})
+            for op, r in run["ops"].items():
+                out["runs"][i]["ops"][op] = _flip(r) if pos else r
+        cfs = res["cfs"]
+        if pos:
+            cfs = {"A": cfs["B"], "B": cfs["A"]}
         if not is_open or "cfs" not in out:
-            out["cfs"] = res["cfs"]
-    out["a"], out["b"] = a, b
+            out["cfs"] = cfs
     return out
 
 
@@ -235,10 +263,11 @@ def check_round(scen, r, errors):
     """The scenario did what it says: results of the first operations."""
     for run in r["runs"]:
         for op, res in run["ops"].items():
-            if op not in ("pread", "pwrite"):
+            if op not in ("pread", "pwrite", "null"):
                 continue
-            want = scen.expect.get(op, 4)
-            for side, exp in (("A", want), ("B", 4)):
+            base = "EINVAL" if op == "null" else 4
+            want = scen.expect.get(op, base)
+            for side, exp in (("A", want), ("B", base)):
                 got = res[side]["ret"]
                 if got != exp:
                     errors.append(f"{scen.name} {op} {side}: result {got}, "
@@ -297,13 +326,14 @@ def parse_args(argv):
         args.reopen = args.reopen or 2
         args.blocks = args.blocks or 3
         args.open_blocks = args.open_blocks or 2
-        args.iters = {"pread": 20, "pwrite": 20, "mmap": 100}
+        args.iters = {"pread": 20, "pwrite": 20, "null": 20, "mmap": 100}
     else:
-        args.rounds = args.rounds or 16
+        args.rounds = args.rounds or 24
         args.reopen = args.reopen or 5
         args.blocks = args.blocks or 24
         args.open_blocks = args.open_blocks or 12
-        args.iters = {"pread": 150, "pwrite": 150, "mmap": 1500}
+        args.iters = {"pread": 150, "pwrite": 150, "null": 150,
+                      "mmap": 1500}
     if args.cpu >= os.cpu_count():
         args.cpu = 0
     return args
