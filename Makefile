@@ -8,6 +8,8 @@
 #   make vm         a shell in a test guest (KVER=<release> to choose)
 #   make demo       install, build, and show the policy engine at work in a
 #                   test guest (README, "Demo")
+#   make bench      measure vfmediate against stock vfio-pci in a test guest
+#                   on every supported kernel (README, "Performance")
 #
 # KVER=<release> restricts build and check to one installed kernel.
 
@@ -51,6 +53,16 @@ demo: deps
 		{ cat build/demo-build.log >&2; echo "demo: build failed" >&2; exit 1; }; \
 	echo "demo: booting a test guest ($$k), about a minute"; \
 	tests/vm/run --kernel $$k -- tests/demo/demo.sh
+
+# README's "Performance": for each supported kernel (not the debug
+# kernel: its figures would mean nothing) a test guest runs
+# tests/bench/run.py, about 6 minutes each; results under build/bench/.
+.PHONY: bench bench-kernels
+bench: deps
+	@$(MAKE) --no-print-directory bench-kernels
+
+bench-kernels:
+	@tests/bench/bench -- $(filter-out %-vfm-debug,$(KERNELS))
 
 clean:
 	rm -rf build
