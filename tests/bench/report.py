@@ -236,18 +236,27 @@ def format_combined(results, markdown=False):
         for k, s in zip(kernels, sums):
             parts = []
             for name in ("ignore1", "ignore16", "ignore1024"):
-                o = s.get(name, {}).get("ops", {}).get("pread")
-                if o:
-                    parts.append(f"{s[name]['nrules']}: {o['vfm_ns']:.0f}")
+                o = s.get(name, {}).get("ops", {})
+                if "pread" in o:
+                    parts.append(f"{o['pread']['vfm_ns']:.0f}")
+            null = s.get("ignore1", {}).get("ops", {}).get("null")
             comp = []
             for name in ("r16", "r1024"):
                 c = s.get(name, {}).get("compile_ns")
                 tb = s.get(name, {}).get("table_bytes")
                 if c:
                     comp.append(f"{s[name]['nrules']} rules: compile "
-                                f"{c['median'] / 1000:.0f} us, {tb} bytes")
-            extra.append(f"- {k}: ignored pread (ns, by rule count) "
-                         + ", ".join(parts) + "; " + "; ".join(comp))
+                                f"{c['median'] / 1000:.0f} us, table {tb} bytes")
+            line = f"- {k}: "
+            if parts:
+                line += ("ignored 4-byte pread (no device access) with 1/16/1024 "
+                         "rules: " + "/".join(parts) + " ns")
+                if null:
+                    line += (f" (vfio-pci's refusal of a bad region, i.e. the "
+                             f"system call and VFIO alone: {null['vfio_ns']:.0f} ns)")
+                line += "; "
+            line += "no rules: no table (0 bytes); " + "; ".join(comp)
+            extra.append(line)
         return "\n".join(out + [""] + extra)
     w = max(len(r[0]) for r in rows) if rows else 10
     out = [f"{'scenario':{w}} {'op':6} " +
