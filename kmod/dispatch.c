@@ -11,9 +11,11 @@
  * Every way a VFIO user reaches the device's registers goes through here
  * or vfio-pci-core's own emulation: read/write on the device fd (all
  * regions, ROM and VGA included), mmap (refused on any page a rule
- * touches), and VFIO_DEVICE_IOEVENTFD (refused on any byte a rule other
+ * touches), VFIO_DEVICE_IOEVENTFD (refused on any byte a rule other
  * than a plain pass covers, since vfio-pci-core would then write the
- * device directly when the eventfd fires).
+ * device directly when the eventfd fires), and VFIO_DEVICE_SET_IRQS
+ * enabling MSI/MSI-X (refused when ro, deny or ignore guards the
+ * capability it programs). Resets are not byte accesses and stay allowed.
  */
 #include <linux/mm.h>
 #include <linux/overflow.h>
@@ -394,6 +396,58 @@ static int vfm_table_ioeventfd(struct vfm_device *vd,
 	return 1;
 }
 
+/* Does a rule keep the VFIO user from writing any byte of [start, end)? */
+static bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start,
+			      u64 end)
+{
+	const struct vfm_interval *iv = vfm_table_find(rt, true, start);
+	const struct vfm_interval *last = rt->iv[1] + rt->nr[1];
+
+	for (; iv && iv < last && iv->start < end; iv++)
+		if (iv->action == VFM_RO || iv->action == VFM_DENY ||
+		    iv->action == VFM_IGNORE)
+			return true;
+	return false;
+}
+
+/*
+ * Enabling MSI or MSI-X makes vfio-pci-core program the capability
+ * itself. Where the admin forbids writing those config bytes, refuse it
+ * too (-EPERM). Counting and trapping rules do not stop it: they observe
+ * the user's own accesses, which this is not. Returns 1 to go on.
+ */
+static int vfm_table_set_irqs(struct vfm_device *vd,
+			      const struct vfm_table *tbl,
+			      struct vfio_irq_set __user *arg)
+{
+	size_t minsz = offsetofend(struct vfio_irq_set, count);
+	struct pci_dev *pdev = vd->core.pdev;
+	struct vfio_irq_set hdr;
+	u8 cap;
+	u64 len;
+
+	if (copy_from_user(&hdr, arg, minsz))
+		return -EFAULT;
+	if (!(hdr.flags & VFIO_IRQ_SET_ACTION_TRIGGER) ||
+	    !(hdr.flags & VFIO_IRQ_SET_DATA_EVENTFD) || !hdr.count)
+		return 1;
+	if (hdr.index == VFIO_PCI_MSI_IRQ_INDEX) {
+		cap = pdev->msi_cap;
+		len = 24;	/* the largest MSI capability: 64-bit, masking */
+	} else if (hdr.index == VFIO_PCI_MSIX_IRQ_INDEX) {
+		cap = pdev->msix_cap;
+		len = PCI_CAP_MSIX_SIZEOF;
+	} else {
+		return 1;
+	}
+	if (cap && vfm_write_guarded(&tbl->region[VFIO_PCI_CONFIG_REGION_INDEX],
+				     cap, cap + len)) {
+		dev_dbg(&pdev->dev, "interrupt setup over guarded capability refused\n");
+		return -EPERM;
+	}
+	return 1;
+}
+
 noinline long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 			     unsigned long arg)
 {
@@ -406,6 +460,8 @@ noinline long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 		ret = vfm_table_region_info(vd, tbl, (void __user *)arg);
 	else if (cmd == VFIO_DEVICE_IOEVENTFD)
 		ret = vfm_table_ioeventfd(vd, tbl, (void __user *)arg);
+	else if (cmd == VFIO_DEVICE_SET_IRQS)
+		ret = vfm_table_set_irqs(vd, tbl, (void __user *)arg);
 	srcu_read_unlock(&vd->srcu, idx);
 
 	if (ret <= 0)

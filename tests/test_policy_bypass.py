@@ -10,6 +10,10 @@ byte goes through the table or is refused.
 - VFIO_DEVICE_IOEVENTFD: vfio-pci-core would write the BAR itself when
   the eventfd fires, so it is refused (EPERM) wherever a write would meet
   anything but a plain pass, and allowed elsewhere.
+- VFIO_DEVICE_SET_IRQS enabling MSI/MSI-X programs the capability from
+  inside vfio-pci-core: refused (EPERM) when ro, deny or ignore guards a
+  byte of it, allowed under counting or trapping rules; disabling always
+  works.
 - a second fd of an open device, and the iommufd cdev (when the kernel
   has it), get the same running table.
 - config space is reachable through read/write only (no mmap, no
@@ -312,6 +316,31 @@ def test_ioeventfd_refused_on_mediated_bytes(edu_vfm, case):
 
 
 # -- other fds, other paths ----------------------------------------------------------
+
+@pytest.mark.parametrize("action,refused", [
+    ("ro", True), ("deny", True), ("ignore", True), ("pass", False)])
+def test_msi_setup_respects_capability_rules(edu_vfm, action, refused):
+    with Device(edu_vfm) as dev:
+        msi = dev.find_capability(0x05)
+    assert msi, "edu has an MSI capability"
+    with Vfm(edu_vfm) as v:
+        rule = v.add_rule("config", "msi", f"{msi + 2:#x}+2", action,
+                          access="w", audit=1)
+        with Device(edu_vfm) as dev:
+            dev.enable_bus_master()
+            if refused:
+                with pytest.raises(vfio.VfioError) as e:
+                    dev.enable_irqs(vfio.IRQ_MSI, 1)
+                assert e.value.errno == errno.EPERM
+            else:
+                (efd,) = dev.enable_irqs(vfio.IRQ_MSI, 1)
+                dev.write32(BAR0, 0x60, 0x1)
+                assert vfio.wait_eventfd(efd, 5.0) is not None
+                dev.write32(BAR0, 0x64, 0x1)
+                dev.disable_irqs(vfio.IRQ_MSI)
+        # The ioctl is no access of the user's own: it counts nothing.
+        assert rule.hits == 0
+
 
 def test_second_fd_gets_the_running_table(edu_vfm):
     """A second device fd opened while the first is open does not compile
