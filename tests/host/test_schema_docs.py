@@ -92,7 +92,7 @@ def test_man_renders_without_warnings():
     wide = [ln for ln in text.splitlines() if len(ln) > 80]
     assert wide == [], "lines wider than 80 columns:\n" + "\n".join(wide)
     for title in ("DIRECTORIES AND ATTRIBUTES", "ACTIONS", "OVERLAPPING RULES",
-                  "SPLIT ACCESSES", "HIT COUNTERS", "MMAP", "IOEVENTFD",
+                  "SPLIT ACCESSES", "HIT COUNTERS", "MMAP", "IOEVENTFD AND INTERRUPT SETUP",
                   "STAGED AND RUNNING CONFIGURATION", "FAILING CLOSED",
                   "LIMITS", "EXAMPLES"):
         assert f"\n{title}\n" in text, title
