@@ -459,7 +459,8 @@ static struct config_item *vfm_rules_make_item(struct config_group *group,
 	mutex_lock(&vfm_config_lock);
 	if (region->nr_rules >= VFM_MAX_RULES) {
 		mutex_unlock(&vfm_config_lock);
-		vfm_rule_release(&r->item);
+		/* Not vfm_rule_release(): the item's name may be allocated. */
+		config_item_put(&r->item);
 		return ERR_PTR(-ENOSPC);
 	}
 	list_add_tail(&r->node, &region->rule_list);
