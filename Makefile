@@ -10,13 +10,15 @@
 #                   test guest (README, "Demo")
 #   make bench      measure vfmediate against stock vfio-pci in a test guest
 #                   on every supported kernel (README, "Performance")
+#   make debug-kernel  build (if stale) and install the debug kernel
 #
 # KVER=<release> restricts build and check to one installed kernel.
 
 KERNELS := $(if $(KVER),$(KVER),$(shell tests/vm/kernels))
 PYTEST_ARGS ?=
+export PYTEST_ARGS
 
-.PHONY: all deps modules check check-kernel kcheck vm clean
+.PHONY: all deps modules check check-kernels kcheck hostcheck vm clean debug-kernel
 
 all: modules
 
@@ -26,13 +28,25 @@ deps:
 modules:
 	@set -e; for k in $(KERNELS); do $(MAKE) -C kmod KVER=$$k; done
 
+# checkpatch --strict and sparse over kmod/ and include/.
 kcheck:
-	$(MAKE) -C kmod check
+	@$(MAKE) --no-print-directory -C kmod check KVER="$(KERNELS)"
+
+# Host-side checks: uAPI layouts, docs and schema renderings.
+hostcheck:
+	@/usr/bin/python3 -m pytest -p no:cacheprovider --noconftest -q tests/host/
 
 # Deps come first and in their own make: the kernel list is only known
-# once the kernels are installed.
+# once the kernels are installed. The debug kernel (tests/vm/debug.config)
+# is built or brought up to date too, unless KVER names only other kernels.
 check: deps
+	@$(if $(and $(KVER),$(filter-out %-vfm-debug,$(KVER))),,scripts/debug-kernel)
+	@$(MAKE) --no-print-directory kcheck
+	@$(MAKE) --no-print-directory hostcheck
 	@$(MAKE) --no-print-directory check-kernels
+
+debug-kernel:
+	@scripts/debug-kernel
 
 check-kernels:
 	@tests/run-suite $(KERNELS)
