@@ -95,10 +95,12 @@ class Shot:
 
 
 class Failslab:
-    def __init__(self, module: Optional[str] = None):
+    def __init__(self, module: Optional[str] = None, depth: int = 32,
+                 verbose: int = 0):
         self.saved = {a: _read(os.path.join(DIR, a)) for a in ATTRS}
         self._set("probability", 0)
-        self._set("verbose", 0)
+        # 1: a line per injected failure, 2: with the stack
+        self._set("verbose", verbose)
         self._set("interval", 1)
         self._set("space", 0)
         self._set("times", -1)
@@ -109,15 +111,19 @@ class Failslab:
         self._set("cache-filter", "N")
         self.range = None
         if module:
-            self.target(module)
+            self.target(module, depth)
 
     def _set(self, attr: str, value) -> None:
         _write(os.path.join(DIR, attr), value)
 
-    def target(self, module: str) -> None:
-        """Fail only allocations whose call stack passes through module."""
+    def target(self, module: str, depth: int = 32) -> None:
+        """Fail only allocations whose call stack passes through module
+        within its innermost ``depth`` frames (at most 32). A small depth
+        keeps failures to the module's own allocations and those of the
+        helpers it calls directly, away from deep kernel paths that have
+        their own, untested error handling."""
         start, end = module_text(module)
-        self._set("stacktrace-depth", 32)
+        self._set("stacktrace-depth", depth)
         self._set("require-start", hex(start))
         self._set("require-end", hex(end))
         self.range = (start, end)
