@@ -29,6 +29,8 @@ SPLAT = re.compile(
 # so once per VF. Harmless and not ours: tolerate exactly that line.
 TOLERATED = re.compile(r"Hardware bug: VF reports bogus INTx pin \d+")
 
+_KMSG_ESC = re.compile(r"\\x([0-9a-f]{2})")
+
 collect_ignore = ["host", "vm", "lib", "bench"]
 
 
@@ -63,7 +65,11 @@ class Kmsg:
                 raise
             if not rec:
                 break
-            lines.append(rec.split(";", 1)[-1].rstrip("\n"))
+            # One record per read; /dev/kmsg writes a record's own
+            # newlines and backslashes as \x0a and \x5c: undo that, so a
+            # multi-line report (lockdep's) prints as the kernel wrote it.
+            msg = rec.split(";", 1)[-1].rstrip("\n")
+            lines.append(_KMSG_ESC.sub(lambda m: chr(int(m[1], 16)), msg))
         return lines
 
     def close(self):

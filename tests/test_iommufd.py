@@ -22,6 +22,14 @@ pytestmark = pytest.mark.skipif(iommufd.unavailable() is not None,
                                 reason=str(iommufd.unavailable()))
 
 DRIVERS = ["vfio-pci", "vfmediate"]
+
+
+@pytest.fixture(autouse=True)
+def _cdev(vfio_modules):
+    # With vfio loaded (conftest), whether the kernel has device cdevs.
+    why = iommufd.unavailable()
+    if why:
+        pytest.skip(why)
 EDU_ID_REG = 0x010000ED
 
 

@@ -106,14 +106,18 @@ class vfio_device_detach_iommufd_pt(ctypes.Structure):
 
 
 def unavailable() -> Optional[str]:
-    """None when this kernel has the iommufd VFIO path, else the reason."""
+    """None when this kernel has the iommufd VFIO path, else the reason.
+
+    The device cdev is checked through the vfio module's parameters only
+    once vfio is loaded; before that, /dev/iommu decides."""
+    rel = os.uname().release
     if not os.path.exists(IOMMU_PATH):
-        return (f"no {IOMMU_PATH}: kernel {os.uname().release} lacks "
-                "CONFIG_IOMMUFD (only the debug kernel has it)")
-    if not os.path.isdir("/sys/class/vfio-dev") and \
-            not os.path.isdir(CDEV_DIR):
-        return (f"kernel {os.uname().release} lacks CONFIG_VFIO_DEVICE_CDEV "
-                "(no /sys/class/vfio-dev)")
+        return (f"no {IOMMU_PATH}: kernel {rel} lacks CONFIG_IOMMUFD "
+                "(only the debug kernel has it)")
+    if os.path.isdir("/sys/module/vfio") and \
+            not os.path.isdir("/sys/class/vfio-dev"):
+        return (f"kernel {rel} lacks CONFIG_VFIO_DEVICE_CDEV "
+                "(no /sys/class/vfio-dev with vfio loaded)")
     return None
 
 
