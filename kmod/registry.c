@@ -152,7 +152,22 @@ static struct configfs_attribute *vfm_med_attrs[] = {
 	NULL,
 };
 
+/*
+ * Freed on the group's last reference: config_group_put(), not kfree(),
+ * also frees a name longer than CONFIGFS_ITEM_NAME_LEN, which
+ * config_group_init_type_name() allocated.
+ */
+static void vfm_med_release(struct config_item *item)
+{
+	kfree(to_mediator(item));
+}
+
+static struct configfs_item_operations vfm_med_item_ops = {
+	.release = vfm_med_release,
+};
+
 static const struct config_item_type vfm_med_type = {
+	.ct_item_ops = &vfm_med_item_ops,
 	.ct_attrs = vfm_med_attrs,
 	.ct_owner = THIS_MODULE,
 };
@@ -180,7 +195,7 @@ int vfm_register_mediator(const struct vfm_mediator_ops *ops)
 	mutex_lock(&vfm_registry_lock);
 	if (vfm_find_locked(ops->name)) {
 		mutex_unlock(&vfm_registry_lock);
-		kfree(m);
+		config_group_put(&m->group);
 		return -EEXIST;
 	}
 	list_add_tail(&m->node, &vfm_mediators);
@@ -195,7 +210,7 @@ int vfm_register_mediator(const struct vfm_mediator_ops *ops)
 		m->live = true;
 	mutex_unlock(&vfm_registry_lock);
 	if (ret)
-		kfree(m);
+		config_group_put(&m->group);
 	return ret;
 }
 EXPORT_SYMBOL_GPL(vfm_register_mediator);
@@ -224,7 +239,7 @@ void vfm_unregister_mediator(const struct vfm_mediator_ops *ops)
 
 	/* Waits out readers of its attributes; then nothing can reach @m. */
 	configfs_unregister_group(&m->group);
-	kfree(m);
+	config_group_put(&m->group);
 }
 EXPORT_SYMBOL_GPL(vfm_unregister_mediator);
 
