@@ -932,6 +932,8 @@ void vfm_cfs_unbind(struct vfm_device *vd)
 	if (vd->cfg)
 		vd->cfg->vd = NULL;
 	vd->cfg = NULL;
+	vfm_rules_put(vd->rules);
+	vd->rules = NULL;
 	mutex_unlock(&vfm_config_lock);
 }
 
@@ -1014,7 +1016,8 @@ static int vfm_rule_spec(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 }
 
 static int vfm_compile_region(struct vfm_device *vd, struct vfm_cfg_dev *dev,
-			      struct vfm_table *tbl, unsigned int index)
+			      struct vfm_table *tbl, struct vfm_rules *rules,
+			      unsigned int index)
 {
 	struct vfm_cfg_region *region = &dev->region[index];
 	struct vfm_rule_spec *specs;
@@ -1040,24 +1043,70 @@ static int vfm_compile_region(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 			.name = VFM_TRAP_NAME,
 		};
 	}
-	ret = vfm_table_build_region(vd, tbl, index, specs, n,
+	ret = vfm_rules_build_region(vd, rules, index, specs, n,
 				     region->mmap_off);
 out:
 	kvfree(specs);
 	return ret;
 }
 
+/* Were @rules compiled from what the device being opened has now? */
+static bool vfm_rules_current(const struct vfm_rules *rules,
+			      struct vfm_device *vd, struct vfm_cfg_dev *dev)
+{
+	return rules && rules->config_seq == dev->seq &&
+	       rules->nr_traps == vd->nr_traps &&
+	       (!vd->nr_traps || !memcmp(rules->traps, vd->traps,
+					 vd->nr_traps * sizeof(*vd->traps)));
+}
+
+/*
+ * Give @tbl the compiled rules of @dev and of the traps of the mediator
+ * just opened: those of the device's last table when nothing changed
+ * since (compiling 1024 rules takes milliseconds), else newly compiled
+ * ones, which the device then keeps for its next open.
+ */
+static int vfm_compile_rules(struct vfm_device *vd, struct vfm_cfg_dev *dev,
+			     struct vfm_table *tbl)
+{
+	struct vfm_rules *rules = vd->rules;
+	u64 t0 = ktime_get_ns();
+	int i, ret = 0;
+
+	if (vfm_rules_current(rules, vd, dev)) {
+		tbl->rules = vfm_rules_get(rules);
+		return 0;
+	}
+	rules = vfm_rules_alloc();
+	if (!rules)
+		return -ENOMEM;
+	for (i = 0; !ret && i < VFM_NUM_REGIONS; i++)
+		ret = vfm_compile_region(vd, dev, tbl, rules, i);
+	if (ret) {
+		vfm_rules_put(rules);
+		return ret;
+	}
+	rules->compile_ns = ktime_get_ns() - t0;
+	rules->config_seq = dev->seq;
+	rules->nr_traps = vd->nr_traps;
+	swap(rules->traps, vd->traps);
+	vfm_rules_put(vd->rules);
+	vd->rules = vfm_rules_get(rules);
+	tbl->rules = rules;
+	return 0;
+}
+
 static struct vfm_table *vfm_compile(struct vfm_device *vd,
 				     struct vfm_cfg_dev *dev)
 {
 	struct vfm_table *tbl = vfm_table_alloc();
-	int i, ret;
+	int ret;
 
 	if (!tbl)
 		return ERR_PTR(-ENOMEM);
 	ret = vfm_open_mediator(vd, dev, tbl);
-	for (i = 0; !ret && i < VFM_NUM_REGIONS; i++)
-		ret = vfm_compile_region(vd, dev, tbl, i);
+	if (!ret)
+		ret = vfm_compile_rules(vd, dev, tbl);
 	kfree(vd->traps);
 	vd->traps = NULL;
 	vd->nr_traps = 0;
@@ -1066,7 +1115,6 @@ static struct vfm_table *vfm_compile(struct vfm_device *vd,
 		return ERR_PTR(ret);
 	}
 	tbl->generation = ++vd->generation;
-	tbl->config_seq = dev->seq;
 	return tbl;
 }
 
@@ -1078,7 +1126,6 @@ int vfm_cfs_open(struct vfm_device *vd)
 {
 	struct vfm_cfg_dev *dev;
 	struct vfm_table *tbl = NULL;
-	u64 t0 = ktime_get_ns();
 
 	mutex_lock(&vfm_config_lock);
 	dev = vd->cfg;
@@ -1099,8 +1146,8 @@ int vfm_cfs_open(struct vfm_device *vd)
 	vd->open = true;
 	vd->table_seq = dev ? dev->seq : 0;
 	vd->table_gen = tbl ? tbl->generation : 0;
-	vd->table_bytes = tbl ? tbl->bytes : 0;
-	vd->compile_ns = tbl ? ktime_get_ns() - t0 : 0;
+	vd->table_bytes = tbl ? sizeof(*tbl) + tbl->rules->bytes : 0;
+	vd->compile_ns = tbl ? tbl->rules->compile_ns : 0;
 	mutex_unlock(&vfm_config_lock);
 
 	if (tbl)

@@ -24,7 +24,11 @@
 
 #include "vfmediate_core.h"
 
-const struct vfm_table vfm_passthrough_table;
+static const struct vfm_rules vfm_no_rules;
+
+const struct vfm_table vfm_passthrough_table = {
+	.rules = &vfm_no_rules,
+};
 
 void vfm_table_init(struct vfm_device *vd)
 {
@@ -55,15 +59,28 @@ static const struct vfm_table *vfm_table_swap(struct vfm_device *vd,
 	return old;
 }
 
-/* Close the mediator @tbl opened, drop its module, free @tbl. */
+static void vfm_table_free_rcu(struct rcu_head *head)
+{
+	vfm_table_free(container_of(head, struct vfm_table, rcu));
+}
+
+/*
+ * Close the mediator @tbl opened and drop its module. Its memory goes
+ * after an RCU grace period too: vfm_rw_slow() reads the filters of a
+ * table under rcu_read_lock_sched() alone.
+ */
 void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl)
 {
+	struct vfm_table *t = (struct vfm_table *)tbl;
+
+	if (tbl == &vfm_passthrough_table)
+		return;
 	if (tbl->mops) {
 		if (tbl->mops->close)
 			tbl->mops->close(vd, tbl->mpriv);
 		module_put(tbl->mops->owner);
 	}
-	vfm_table_free(tbl);
+	call_rcu(&t->rcu, vfm_table_free_rcu);
 }
 
 void vfm_table_publish(struct vfm_device *vd, const struct vfm_table *tbl)
@@ -89,20 +106,37 @@ static ssize_t vfm_core_rw(struct vfm_device *vd, unsigned int index,
 	return vfio_pci_core_read(&vd->core.vdev, buf, count, &pos);
 }
 
+/* @count bytes at @off handled by a mediator's hook. */
+static ssize_t vfm_trap_rw(struct vfm_device *vd, const struct vfm_table *tbl,
+			   unsigned int index, char __user *buf, size_t count,
+			   u64 off, bool iswrite)
+{
+	const struct vfm_mediator_ops *ops = tbl->mops;
+	ssize_t n;
+
+	if (iswrite)
+		n = ops->write(vd, tbl->mpriv, index, buf, count, off);
+	else
+		n = ops->read(vd, tbl->mpriv, index, buf, count, off);
+	if (n > (ssize_t)count) {
+		/* A mediator bug; do not let it move *ppos. */
+		pr_warn_once("vfmediate: mediator %s returned %zd for %zu bytes\n",
+			     ops->name, n, count);
+		n = -EIO;
+	}
+	return n;
+}
+
 static ssize_t vfm_action_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			     u8 action, unsigned int index, char __user *buf,
 			     size_t count, u64 off, bool iswrite)
 {
-	const struct vfm_mediator_ops *ops = tbl->mops;
-
 	switch (action) {
 	case VFM_PASS:
 	case VFM_RO:		/* only reads get here: writes were refused */
 		return vfm_core_rw(vd, index, buf, count, off, iswrite);
 	case VFM_TRAP:
-		if (iswrite)
-			return ops->write(vd, tbl->mpriv, index, buf, count, off);
-		return ops->read(vd, tbl->mpriv, index, buf, count, off);
+		return vfm_trap_rw(vd, tbl, index, buf, count, off, iswrite);
 	case VFM_IGNORE:
 		if (!iswrite && clear_user(buf, count))
 			return -EFAULT;
@@ -149,15 +183,16 @@ static int vfm_check(const struct vfm_region_table *rt,
 }
 
 /*
- * An access that meets rules is split at their boundaries so that each
- * byte is handled by its own rule; the gaps go to vfio-pci-core.
+ * An access that meets several intervals, or an interval and a gap, is
+ * split at their boundaries so that each byte is handled by its own rule;
+ * the gaps go to vfio-pci-core.
  */
 static ssize_t vfm_split_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			    unsigned int index, const struct vfm_interval *iv,
 			    char __user *buf, size_t count, u64 off,
 			    bool iswrite)
 {
-	const struct vfm_region_table *rt = &tbl->region[index];
+	const struct vfm_region_table *rt = &tbl->rules->region[index];
 	const struct vfm_interval *last = rt->iv[iswrite] + rt->nr[iswrite];
 	u64 pos = off, end = off + count;
 	ssize_t n, done = 0;
@@ -175,12 +210,6 @@ static ssize_t vfm_split_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 		}
 		n = vfm_action_rw(vd, tbl, action, index, buf + done,
 				  stop - pos, pos, iswrite);
-		if (action == VFM_TRAP && n > (ssize_t)(stop - pos)) {
-			/* A mediator bug; do not let it move *ppos. */
-			pr_warn_once("vfmediate: mediator %s returned %zd for %llu bytes\n",
-				     tbl->mops->name, n, stop - pos);
-			n = -EIO;
-		}
 		if (n <= 0)
 			return done ? done : n;
 		done += n;
@@ -191,54 +220,159 @@ static ssize_t vfm_split_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 	return done;
 }
 
+/*
+ * Route an access that meets the table's intervals. The usual case, one
+ * interval holding the whole access, is handled without splitting.
+ */
 static ssize_t vfm_table_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			    char __user *buf, size_t count, loff_t *ppos,
 			    bool iswrite)
 {
 	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
-	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
-	const struct vfm_region_table *rt;
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, end = off + count;
+	const struct vfm_region_table *rt = &tbl->rules->region[index];
 	const struct vfm_interval *iv;
 	ssize_t ret;
 
-	if (index >= VFM_NUM_REGIONS || !count)
-		goto core;
-	rt = &tbl->region[index];
 	iv = vfm_table_find(rt, iswrite, off);
-	if (!iv || iv->start >= off + count)
-		goto core;
-
-	ret = vfm_check(rt, iv, off + count, iswrite);
-	if (ret)
-		return ret;
-	ret = vfm_split_rw(vd, tbl, index, iv, buf, count, off, iswrite);
+	if (!iv || iv->start >= end) {
+		ret = vfm_core_rw(vd, index, buf, count, off, iswrite);
+	} else if (iv->start <= off && end <= iv->end) {
+		if (iv->ctr)
+			atomic64_inc(&iv->ctr->hits);
+		if (iv->action == VFM_RO && iswrite)
+			return -EPERM;
+		ret = vfm_action_rw(vd, tbl, iv->action, index, buf, count,
+				    off, iswrite);
+	} else {
+		ret = vfm_check(rt, iv, end, iswrite);
+		if (ret)
+			return ret;
+		ret = vfm_split_rw(vd, tbl, index, iv, buf, count, off,
+				   iswrite);
+	}
 	if (ret > 0)
 		*ppos += ret;
 	return ret;
-core:
-	if (iswrite)
-		return vfio_pci_core_write(&vd->core.vdev, buf, count, ppos);
-	return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
 }
 
 /*
- * The slow paths are kept out of line so that the pass-through fast path
- * in main.c stays a test and a tail call, without the stack frame an SRCU
- * read section needs.
+ * An access that needs the table while it is handled: a trap, whose
+ * handler may sleep, or an access over several intervals. @iv is the trap
+ * interval holding the whole access that vfm_quick_action() found in the
+ * table of generation @gen, or NULL: it is used only if that table is
+ * still the device's, which the generation, unique per device, tells.
  */
-noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
-			     size_t count, loff_t *ppos, bool iswrite)
+static noinline ssize_t vfm_rw_mediated(struct vfm_device *vd, u64 gen,
+					const struct vfm_interval *iv,
+					char __user *buf, size_t count,
+					loff_t *ppos, bool iswrite)
 {
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
 	const struct vfm_table *tbl;
 	ssize_t ret;
 	int idx;
 
 	idx = srcu_read_lock(&vd->srcu);
 	tbl = srcu_dereference(vd->table, &vd->srcu);
-	ret = vfm_table_rw(vd, tbl, buf, count, ppos, iswrite);
+	if (iv && tbl->generation == gen) {
+		if (iv->ctr)
+			atomic64_inc(&iv->ctr->hits);
+		ret = vfm_trap_rw(vd, tbl, index, buf, count, off, iswrite);
+		if (ret > 0)
+			*ppos += ret;
+	} else {
+		ret = vfm_table_rw(vd, tbl, buf, count, ppos, iswrite);
+	}
 	srcu_read_unlock(&vd->srcu, idx);
 
 	return ret;
+}
+
+/*
+ * Decide [off, end) of region @index when that needs the table only for a
+ * moment: the access meets no interval (the filter tells without a
+ * search), or one interval holds it whole and is not a trap. Counts the
+ * hit and returns the action then, else VFM_NR_ACTIONS for
+ * vfm_rw_mediated(), with *@trap set when one trap interval holds the
+ * whole access.
+ */
+static u8 vfm_quick_action(const struct vfm_table *tbl, unsigned int index,
+			   u64 off, u64 end, bool iswrite,
+			   const struct vfm_interval **trap)
+{
+	const struct vfm_region_table *rt = &tbl->rules->region[index];
+	const struct vfm_interval *iv;
+
+	if (!vfm_filter_hit(&rt->filter[iswrite], off, end))
+		return VFM_PASS;
+	iv = vfm_table_find(rt, iswrite, off);
+	if (!iv || iv->start >= end)
+		return VFM_PASS;
+	if (iv->start > off || end > iv->end)
+		return VFM_NR_ACTIONS;
+	if (iv->action == VFM_TRAP) {
+		*trap = iv;
+		return VFM_NR_ACTIONS;
+	}
+	if (iv->ctr)
+		atomic64_inc(&iv->ctr->hits);
+	return iv->action;
+}
+
+/*
+ * A device that mediates something. Handlers may sleep, so a trapped
+ * access holds the table under SRCU; every other access is decided under
+ * rcu_read_lock_sched(), a preempt_disable(), which costs much less, and
+ * performed after it: pass, read-only, deny and ignore need nothing of
+ * the table once decided.
+ *
+ * As with vfm_passthrough(), an access decided that way may race with the
+ * publication of a new table; it is then ordered before the change, as if
+ * it had started a moment earlier.
+ *
+ * Kept out of line so that the pass-through fast path in main.c stays a
+ * test and a tail call.
+ */
+noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
+			     size_t count, loff_t *ppos, bool iswrite)
+{
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, gen = 0;
+	const struct vfm_interval *trap = NULL;
+	const struct vfm_table *tbl;
+	u8 action = VFM_PASS;
+
+	if (index < VFM_NUM_REGIONS && count) {
+		rcu_read_lock_sched();
+		tbl = rcu_dereference_sched(vd->table);
+		action = vfm_quick_action(tbl, index, off, off + count,
+					  iswrite, &trap);
+		gen = tbl->generation;
+		rcu_read_unlock_sched();
+	}
+	switch (action) {
+	case VFM_PASS:
+		break;
+	case VFM_RO:
+		if (iswrite)
+			return -EPERM;
+		break;
+	case VFM_DENY:
+		return -EACCES;
+	case VFM_IGNORE:
+		if (!iswrite && clear_user(buf, count))
+			return -EFAULT;
+		*ppos += count;
+		return count;
+	default:
+		return vfm_rw_mediated(vd, gen, trap, buf, count, ppos,
+				       iswrite);
+	}
+	if (iswrite)
+		return vfio_pci_core_write(&vd->core.vdev, buf, count, ppos);
+	return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
 }
 
 /* An mmap() must lie inside one area the table left mmap-able. */
@@ -250,9 +384,9 @@ static int vfm_table_mmap(struct vfm_device *vd, const struct vfm_table *tbl,
 	u64 start, len;
 	u32 i;
 
-	if (index >= VFM_NUM_REGIONS || !tbl->region[index].ruled)
+	if (index >= VFM_NUM_REGIONS || !tbl->rules->region[index].ruled)
 		goto allowed;
-	rt = &tbl->region[index];
+	rt = &tbl->rules->region[index];
 	start = ((u64)vma->vm_pgoff << PAGE_SHIFT) & VFIO_PCI_OFFSET_MASK;
 	len = vma->vm_end - vma->vm_start;
 	for (i = 0; i < rt->nr_areas; i++) {
@@ -342,7 +476,7 @@ static int vfm_table_region_info(struct vfm_device *vd,
 		return -EFAULT;
 	if (info.argsz < minsz || info.index > VFIO_PCI_BAR5_REGION_INDEX)
 		return 1;
-	rt = &tbl->region[info.index];
+	rt = &tbl->rules->region[info.index];
 	if (!rt->ruled && !(tbl->mops && tbl->mops->region_info))
 		return 1;
 
@@ -383,7 +517,7 @@ static int vfm_table_ioeventfd(struct vfm_device *vd,
 	index = VFIO_PCI_OFFSET_TO_INDEX(ev.offset);
 	if (ev.argsz < minsz || ev.fd == -1 || index >= VFM_NUM_REGIONS)
 		return 1;	/* vfio-pci-core validates or unregisters */
-	rt = &tbl->region[index];
+	rt = &tbl->rules->region[index];
 	off = ev.offset & VFIO_PCI_OFFSET_MASK;
 	iv = vfm_table_find(rt, true, off);
 	for (; iv && iv < rt->iv[1] + rt->nr[1] && iv->start < off + size; iv++) {
@@ -440,7 +574,7 @@ static int vfm_table_set_irqs(struct vfm_device *vd,
 	} else {
 		return 1;
 	}
-	if (cap && vfm_write_guarded(&tbl->region[VFIO_PCI_CONFIG_REGION_INDEX],
+	if (cap && vfm_write_guarded(&tbl->rules->region[VFIO_PCI_CONFIG_REGION_INDEX],
 				     cap, cap + len)) {
 		dev_dbg(&pdev->dev, "interrupt setup over guarded capability refused\n");
 		return -EPERM;

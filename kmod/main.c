@@ -278,6 +278,8 @@ static void __exit vfm_exit(void)
 {
 	pci_unregister_driver(&vfm_pci_driver);
 	vfm_cfs_exit();
+	/* Tables released by the unbinds are freed from RCU callbacks. */
+	rcu_barrier();
 }
 
 module_init(vfm_init);

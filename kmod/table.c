@@ -10,7 +10,6 @@
  */
 #include <linux/mm.h>
 #include <linux/slab.h>
-#include <linux/sort.h>
 
 #include "vfmediate_core.h"
 
@@ -37,11 +36,24 @@ void vfm_counter_put(struct vfm_counter *c)
 
 struct vfm_table *vfm_table_alloc(void)
 {
-	struct vfm_table *tbl = kzalloc(sizeof(*tbl), GFP_KERNEL);
+	return kzalloc(sizeof(struct vfm_table), GFP_KERNEL);
+}
 
-	if (tbl)
-		tbl->bytes = sizeof(*tbl);
-	return tbl;
+struct vfm_rules *vfm_rules_alloc(void)
+{
+	struct vfm_rules *rules = kzalloc(sizeof(*rules), GFP_KERNEL);
+
+	if (rules) {
+		refcount_set(&rules->ref, 1);
+		rules->bytes = sizeof(*rules);
+	}
+	return rules;
+}
+
+struct vfm_rules *vfm_rules_get(struct vfm_rules *rules)
+{
+	refcount_inc(&rules->ref);
+	return rules;
 }
 
 static void vfm_region_table_free(struct vfm_region_table *rt)
@@ -53,58 +65,103 @@ static void vfm_region_table_free(struct vfm_region_table *rt)
 		for (i = 0; i < rt->nr[dir]; i++)
 			vfm_counter_put(rt->iv[dir][i].ctr);
 		kvfree(rt->iv[dir]);
+		bitmap_free(rt->filter[dir].bits);
 	}
 	kfree(rt->areas);
 }
 
-/* Free a compiled table; never the pass-through one. */
-void vfm_table_free(const struct vfm_table *ctbl)
+/* Never the pass-through table's rules, which are static. */
+void vfm_rules_put(const struct vfm_rules *crules)
 {
-	struct vfm_table *tbl = (struct vfm_table *)ctbl;
+	struct vfm_rules *rules = (struct vfm_rules *)crules;
 	int i;
 
-	if (!tbl || ctbl == &vfm_passthrough_table)
+	if (!rules || !refcount_dec_and_test(&rules->ref))
 		return;
 	for (i = 0; i < VFM_NUM_REGIONS; i++)
-		vfm_region_table_free(&tbl->region[i]);
+		vfm_region_table_free(&rules->region[i]);
+	kfree(rules->traps);
+	kfree(rules);
+}
+
+/* Free a compiled table; never the pass-through one. */
+void vfm_table_free(const struct vfm_table *tbl)
+{
+	if (!tbl || tbl == &vfm_passthrough_table)
+		return;
+	vfm_rules_put(tbl->rules);
 	kfree(tbl);
 }
 
-/* The interval holding @off, or the first one after it; NULL if none. */
-const struct vfm_interval *vfm_table_find(const struct vfm_region_table *rt,
-					  bool iswrite, u64 off)
+/*
+ * Most specific first: shorter range, then name. The order rules are
+ * painted in, so it decides every overlap.
+ */
+static bool vfm_spec_before(const struct vfm_rule_spec *x,
+			    const struct vfm_rule_spec *y)
 {
-	const struct vfm_interval *iv = rt->iv[iswrite];
-	u32 lo = 0, hi = rt->nr[iswrite];
-
-	while (lo < hi) {
-		u32 mid = lo + (hi - lo) / 2;
-
-		if (iv[mid].end <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < rt->nr[iswrite] ? &iv[lo] : NULL;
-}
-
-static int vfm_cmp_u64(const void *a, const void *b)
-{
-	u64 x = *(const u64 *)a, y = *(const u64 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Most specific first: shorter range, then name. */
-static int vfm_cmp_spec(const void *a, const void *b)
-{
-	const struct vfm_rule_spec *x = *(const struct vfm_rule_spec **)a;
-	const struct vfm_rule_spec *y = *(const struct vfm_rule_spec **)b;
 	u64 lx = x->end - x->start, ly = y->end - y->start;
 
 	if (lx != ly)
-		return lx < ly ? -1 : 1;
-	return strcmp(x->name, y->name);
+		return lx < ly;
+	return strcmp(x->name, y->name) < 0;
+}
+
+/*
+ * Two bottom-up merge sorts, one per element type, with the comparison
+ * inlined: the library sort() is a heapsort that calls its comparison
+ * through a (retpolined) function pointer, which made it most of the
+ * compile time. Input already in order, the usual case (rules are mostly
+ * made in address order), costs one pass. @tmp holds @n elements.
+ */
+static void vfm_sort_u64(u64 *a, u32 n, u64 *tmp)
+{
+	u64 *src = a, *dst = tmp;
+	u32 w, l, k;
+
+	for (k = 1; k < n && a[k - 1] <= a[k]; k++)
+		;
+	if (k >= n)
+		return;
+	for (w = 1; w < n; w *= 2) {
+		for (l = 0; l < n; l += 2 * w) {
+			u32 m = min(l + w, n), r = min(l + 2 * w, n);
+			u32 p = l, q = m;
+
+			for (k = l; k < r; k++)
+				dst[k] = p < m && (q >= r || src[p] <= src[q]) ?
+					 src[p++] : src[q++];
+		}
+		swap(src, dst);
+	}
+	if (src != a)
+		memcpy(a, src, n * sizeof(*a));
+}
+
+static void vfm_sort_specs(const struct vfm_rule_spec **a, u32 n,
+			   const struct vfm_rule_spec **tmp)
+{
+	const struct vfm_rule_spec **src = a, **dst = tmp;
+	u32 w, l, k;
+
+	for (k = 1; k < n && !vfm_spec_before(a[k], a[k - 1]); k++)
+		;
+	if (k >= n)
+		return;
+	for (w = 1; w < n; w *= 2) {
+		for (l = 0; l < n; l += 2 * w) {
+			u32 m = min(l + w, n), r = min(l + 2 * w, n);
+			u32 p = l, q = m;
+
+			for (k = l; k < r; k++)
+				dst[k] = p < m && (q >= r ||
+					 !vfm_spec_before(src[q], src[p])) ?
+					 src[p++] : src[q++];
+		}
+		swap(src, dst);
+	}
+	if (src != a)
+		memcpy(a, src, n * sizeof(*a));
 }
 
 /* Index of the first of @n sorted @v not below @x. */
@@ -143,6 +200,7 @@ struct vfm_scratch {
 	u64 *bounds;
 	const struct vfm_rule_spec **owner;
 	u32 *next;
+	const struct vfm_rule_spec **rtmp;
 };
 
 static void vfm_scratch_free(struct vfm_scratch *s)
@@ -151,15 +209,17 @@ static void vfm_scratch_free(struct vfm_scratch *s)
 	kvfree(s->bounds);
 	kvfree(s->owner);
 	kvfree(s->next);
+	kvfree(s->rtmp);
 }
 
 static int vfm_scratch_alloc(struct vfm_scratch *s, u32 n)
 {
 	s->rules = kvmalloc_array(n, sizeof(*s->rules), GFP_KERNEL);
-	s->bounds = kvmalloc_array(2 * n, sizeof(*s->bounds), GFP_KERNEL);
+	s->bounds = kvmalloc_array(4 * n, sizeof(*s->bounds), GFP_KERNEL);
 	s->owner = kvcalloc(2 * n, sizeof(*s->owner), GFP_KERNEL);
+	s->rtmp = kvmalloc_array(n, sizeof(*s->rtmp), GFP_KERNEL);
 	s->next = kvmalloc_array(2 * n, sizeof(*s->next), GFP_KERNEL);
-	if (s->rules && s->bounds && s->owner && s->next)
+	if (s->rules && s->bounds && s->owner && s->next && s->rtmp)
 		return 0;
 	vfm_scratch_free(s);
 	return -ENOMEM;
@@ -249,11 +309,11 @@ static int vfm_build_dir(struct vfm_region_table *rt, bool iswrite,
 		s.bounds[nb++] = specs[i].end;
 	}
 	if (nr) {
-		sort(s.bounds, nb, sizeof(*s.bounds), vfm_cmp_u64, NULL);
+		vfm_sort_u64(s.bounds, nb, s.bounds + 2 * n);
 		for (i = 1, nb = 1; i < 2 * nr; i++)
 			if (s.bounds[i] != s.bounds[nb - 1])
 				s.bounds[nb++] = s.bounds[i];
-		sort(s.rules, nr, sizeof(*s.rules), vfm_cmp_spec, NULL);
+		vfm_sort_specs(s.rules, nr, s.rtmp);
 		vfm_paint(&s, nr, nb);
 		ret = vfm_emit(rt, iswrite, &s, nb);
 	}
@@ -264,17 +324,24 @@ static int vfm_build_dir(struct vfm_region_table *rt, bool iswrite,
 /* Page-granular [start, end) spans touched by any interval, merged. */
 static u32 vfm_ruled_pages(const struct vfm_region_table *rt, u64 *span)
 {
-	u32 dir, i, n = 0, m = 0;
+	const struct vfm_interval *r = rt->iv[0], *w = rt->iv[1];
+	u32 nr = rt->nr[0], nw = rt->nr[1], i, n = 0, m = 0;
 
-	for (dir = 0; dir < 2; dir++) {
-		for (i = 0; i < rt->nr[dir]; i++) {
-			span[2 * n] = round_down(rt->iv[dir][i].start, PAGE_SIZE);
-			span[2 * n + 1] = round_up(rt->iv[dir][i].end, PAGE_SIZE);
-			n++;
+	/* Each direction's intervals are sorted by start: merge them. */
+	while (nr || nw) {
+		const struct vfm_interval *iv;
+
+		if (nr && (!nw || r->start <= w->start)) {
+			iv = r++;
+			nr--;
+		} else {
+			iv = w++;
+			nw--;
 		}
+		span[2 * n] = round_down(iv->start, PAGE_SIZE);
+		span[2 * n + 1] = round_up(iv->end, PAGE_SIZE);
+		n++;
 	}
-	/* Pairs sort by start: spans are [start, end) pairs of u64. */
-	sort(span, n, 2 * sizeof(*span), vfm_cmp_u64, NULL);
 	for (i = 0; i < n; i++) {
 		if (m && span[2 * i] <= span[2 * m - 1]) {
 			span[2 * m - 1] = max(span[2 * m - 1], span[2 * i + 1]);
@@ -321,21 +388,84 @@ static int vfm_build_areas(struct vfm_region_table *rt, u64 len)
 	return 0;
 }
 
-static size_t vfm_region_bytes(const struct vfm_region_table *rt)
+/*
+ * A plain pass interval (no audit, no hit counter) does what no interval
+ * does: the access goes to vfio-pci-core. Such intervals are needed to
+ * paint (they override broader rules) and for the mmap areas (a rule's
+ * pages are never mapped), not for dispatch: leave them out of it, into
+ * an array of the right size.
+ */
+static int vfm_drop_plain_pass(struct vfm_region_table *rt, bool iswrite)
 {
-	return (rt->nr[0] + rt->nr[1]) * sizeof(struct vfm_interval) +
-	       rt->nr_areas * sizeof(*rt->areas);
+	struct vfm_interval *iv = rt->iv[iswrite], *keep;
+	u32 i, n = 0;
+
+	for (i = 0; i < rt->nr[iswrite]; i++)
+		n += iv[i].action != VFM_PASS || iv[i].ctr;
+	keep = n ? kvmalloc_array(n, sizeof(*keep), GFP_KERNEL) : NULL;
+	if (n && !keep)
+		return -ENOMEM;
+	for (i = 0, n = 0; i < rt->nr[iswrite]; i++)
+		if (iv[i].action != VFM_PASS || iv[i].ctr)
+			keep[n++] = iv[i];
+	kvfree(iv);
+	rt->iv[iswrite] = keep;
+	rt->nr[iswrite] = n;
+	return 0;
 }
 
 /*
- * Compile the @n rules of region @index into @tbl. Ranges must already be
+ * The filter of one direction: a bitmap of the granules of [lo, hi) that
+ * hold an interval, the granule being the smallest power of two from a
+ * page up that keeps the bitmap within VFM_FILTER_BITS.
+ */
+static int vfm_build_filter(struct vfm_region_table *rt, bool iswrite)
+{
+	const struct vfm_interval *iv = rt->iv[iswrite];
+	struct vfm_filter *f = &rt->filter[iswrite];
+	u32 i, n = rt->nr[iswrite];
+	u64 g;
+
+	if (!n)
+		return 0;
+	f->lo = iv[0].start;
+	f->hi = iv[n - 1].end;
+	f->shift = PAGE_SHIFT;
+	while ((f->hi - f->lo - 1) >> f->shift >= VFM_FILTER_BITS)
+		f->shift++;
+	f->bits = bitmap_zalloc(((f->hi - f->lo - 1) >> f->shift) + 1,
+				GFP_KERNEL);
+	if (!f->bits)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		for (g = (iv[i].start - f->lo) >> f->shift;
+		     g <= (iv[i].end - 1 - f->lo) >> f->shift; g++)
+			__set_bit(g, f->bits);
+	return 0;
+}
+
+static size_t vfm_region_bytes(const struct vfm_region_table *rt)
+{
+	size_t bytes = (rt->nr[0] + rt->nr[1]) * sizeof(struct vfm_interval) +
+		       rt->nr_areas * sizeof(*rt->areas);
+	int dir;
+
+	for (dir = 0; dir < 2; dir++)
+		if (rt->filter[dir].bits)
+			bytes += BITS_TO_LONGS(vfm_filter_bits(&rt->filter[dir])) *
+				 sizeof(long);
+	return bytes;
+}
+
+/*
+ * Compile the @n rules of region @index into @rules. Ranges must already be
  * checked against the region. @mmap_off traps the whole region for mmap.
  */
-int vfm_table_build_region(struct vfm_device *vd, struct vfm_table *tbl,
+int vfm_rules_build_region(struct vfm_device *vd, struct vfm_rules *rules,
 			   unsigned int index, struct vfm_rule_spec *specs,
 			   u32 n, bool mmap_off)
 {
-	struct vfm_region_table *rt = &tbl->region[index];
+	struct vfm_region_table *rt = &rules->region[index];
 	bool bar = index <= VFIO_PCI_BAR5_REGION_INDEX;
 	int ret;
 
@@ -352,6 +482,15 @@ int vfm_table_build_region(struct vfm_device *vd, struct vfm_table *tbl,
 		if (ret)
 			return ret;
 	}
-	tbl->bytes += vfm_region_bytes(rt);
+	ret = vfm_drop_plain_pass(rt, false);
+	if (!ret)
+		ret = vfm_drop_plain_pass(rt, true);
+	if (!ret)
+		ret = vfm_build_filter(rt, false);
+	if (!ret)
+		ret = vfm_build_filter(rt, true);
+	if (ret)
+		return ret;
+	rules->bytes += vfm_region_bytes(rt);
 	return 0;
 }

@@ -3,29 +3,36 @@
  * vfmediate core: per-device state, the staged configuration and the
  * compiled dispatch table.
  *
- * Locking, outermost first:
+ * Locking. No two of these locks are ever held together:
  *
  *  vfm_config_lock (global mutex, cfs.c)
  *	The staged configuration: everything under configfs devices/, the
- *	mediator attached to each, and the link between a configuration and
- *	the bound device of the same name. Taken by configfs callbacks, by
- *	probe/remove and by open/close to compile or release a table.
- *	Never held across request_module() (the mediator's init takes
- *	vfm_registry_lock, and modprobe may wait on us).
+ *	mediator attached to each, the rules a device compiled last, and the
+ *	link between a configuration and the bound device of the same name.
+ *	Taken by configfs callbacks, by probe/remove and by open/close to
+ *	compile a table. Never held across request_module() (the
+ *	mediator's init takes vfm_registry_lock, and modprobe may wait on
+ *	us), nor while a table is published or released.
  *  vfm_registry_lock (global mutex, registry.c)
  *	The list of registered mediators.
  *  vfm_device.cfg_lock (per device)
  *	Serializes publishers of vfm_device.table.
  *
- * The hot path takes none of them: readers of a table hold only the
- * device's SRCU read lock. Nobody calls synchronize_srcu() with a lock a
- * reader may need (vfio-pci-core's memory_lock included).
+ * The hot path takes none of them. An access decided from the table
+ * alone (pass, read-only, deny, ignore) reads it under
+ * rcu_read_lock_sched(); one handled by a mediator, whose handler may
+ * sleep, holds the device's SRCU read lock. Tables are therefore released
+ * after synchronize_srcu() and freed after an RCU grace period. Nobody
+ * calls synchronize_srcu() with a lock a reader may need (vfio-pci-core's
+ * memory_lock included).
  */
 #ifndef _VFMEDIATE_CORE_H
 #define _VFMEDIATE_CORE_H
 
 #include <linux/configfs.h>
+#include <linux/bitops.h>
 #include <linux/list.h>
+#include <linux/minmax.h>
 #include <linux/mm_types.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
@@ -71,10 +78,51 @@ struct vfm_interval {
 	struct vfm_counter *ctr;
 };
 
-/* The compiled form of one region, for reads ([0]) and writes ([1]). */
+/*
+ * Which parts of a region one direction's intervals touch, coarsely: bit
+ * g of @bits is set when an interval meets [lo + g << shift, lo + (g + 1)
+ * << shift). Lets an access that meets no interval go to vfio-pci-core
+ * without searching the table. Empty (no bits) when there is no interval.
+ */
+struct vfm_filter {
+	u64 lo;
+	u64 hi;
+	unsigned int shift;
+	unsigned long *bits;
+};
+
+#define VFM_FILTER_BITS		4096
+
+static inline u64 vfm_filter_bits(const struct vfm_filter *f)
+{
+	return ((f->hi - f->lo - 1) >> f->shift) + 1;
+}
+
+/*
+ * Could [off, end) meet an interval? False only if it surely does not.
+ * An access over more than two granules is left to the table.
+ */
+static inline bool vfm_filter_hit(const struct vfm_filter *f, u64 off, u64 end)
+{
+	u64 first, last;
+
+	if (end <= f->lo || off >= f->hi)
+		return false;
+	first = off > f->lo ? (off - f->lo) >> f->shift : 0;
+	last = (min(end, f->hi) - 1 - f->lo) >> f->shift;
+	return last - first > 1 || test_bit(first, f->bits) ||
+	       test_bit(last, f->bits);
+}
+
+/*
+ * The compiled form of one region, for reads ([0]) and writes ([1]).
+ * Intervals of plain pass rules (no audit) are left out: no interval
+ * means vfio-pci-core.
+ */
 struct vfm_region_table {
 	u32 nr[2];
 	struct vfm_interval *iv[2];
+	struct vfm_filter filter[2];
 	/* Set when any rule touches the region: region info is ours. */
 	bool ruled;
 	/* Pages left mmap-able, in VFIO's sparse-mmap form. */
@@ -91,6 +139,30 @@ struct vfm_mediator {
 	bool live;			/* registered in configfs too */
 };
 
+/* A range a mediator asked to trap from its open(). */
+struct vfm_trap {
+	u32 index;
+	u32 access;
+	u64 start;
+	u64 end;
+};
+
+/*
+ * What the rules of a configuration, and the traps of its mediator's
+ * open(), compile to for every region. Immutable once built, and shared
+ * by the tables of successive opens of a device while neither changes:
+ * reopening a device does not compile again.
+ */
+struct vfm_rules {
+	refcount_t ref;
+	u64 config_seq;		/* the staged configuration it came from */
+	u32 nr_traps;		/* and the traps */
+	struct vfm_trap *traps;
+	size_t bytes;		/* memory it holds, for the benchmarks */
+	u64 compile_ns;		/* how long compiling it took */
+	struct vfm_region_table region[VFM_NUM_REGIONS];
+};
+
 /*
  * A compiled, immutable description of how to route one device's
  * accesses. Built when the device is opened, published with
@@ -98,12 +170,11 @@ struct vfm_mediator {
  * It owns a reference on the mediator's module while @mops is set.
  */
 struct vfm_table {
+	struct rcu_head rcu;
 	u64 generation;		/* 0: the pass-through table */
-	u64 config_seq;		/* the staged config it was compiled from */
 	const struct vfm_mediator_ops *mops;
 	void *mpriv;
-	size_t bytes;		/* memory it holds, for the benchmarks */
-	struct vfm_region_table region[VFM_NUM_REGIONS];
+	const struct vfm_rules *rules;	/* never NULL once published */
 };
 
 /*
@@ -114,14 +185,6 @@ struct vfm_table {
 extern const struct vfm_table vfm_passthrough_table;
 
 struct vfm_cfg_dev;
-
-/* A range a mediator asked to trap from its open(). */
-struct vfm_trap {
-	u32 index;
-	u32 access;
-	u64 start;
-	u64 end;
-};
 
 /**
  * struct vfm_device - a PCI device bound to vfmediate
@@ -142,6 +205,8 @@ struct vfm_trap {
  * @table_bytes: memory the running table holds.
  * @compile_ns: time its compilation took, mediator open() included.
  * @traps: ranges the opening mediator asked for; only during open.
+ * @rules: the rules of the last table compiled, for the next open to
+ *	reuse if nothing changed; under vfm_config_lock.
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
@@ -158,6 +223,7 @@ struct vfm_device {
 	u64 compile_ns;
 	struct vfm_trap *traps;
 	u32 nr_traps;
+	struct vfm_rules *rules;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
@@ -208,11 +274,30 @@ long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 /* table.c */
 struct vfm_table *vfm_table_alloc(void);
 void vfm_table_free(const struct vfm_table *tbl);
-int vfm_table_build_region(struct vfm_device *vd, struct vfm_table *tbl,
+struct vfm_rules *vfm_rules_alloc(void);
+struct vfm_rules *vfm_rules_get(struct vfm_rules *rules);
+void vfm_rules_put(const struct vfm_rules *rules);
+int vfm_rules_build_region(struct vfm_device *vd, struct vfm_rules *rules,
 			   unsigned int index, struct vfm_rule_spec *specs,
 			   u32 n, bool mmap_off);
-const struct vfm_interval *vfm_table_find(const struct vfm_region_table *rt,
-					  bool iswrite, u64 off);
+
+/* The interval holding @off, or the first one after it; NULL if none. */
+static inline const struct vfm_interval *
+vfm_table_find(const struct vfm_region_table *rt, bool iswrite, u64 off)
+{
+	const struct vfm_interval *iv = rt->iv[iswrite];
+	u32 lo = 0, hi = rt->nr[iswrite];
+
+	while (lo < hi) {
+		u32 mid = lo + (hi - lo) / 2;
+
+		if (iv[mid].end <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < rt->nr[iswrite] ? &iv[lo] : NULL;
+}
 
 /* registry.c */
 struct vfm_mediator *vfm_mediator_get(const char *name);

@@ -183,7 +183,7 @@ def format_kernel(result):
                 parts.append(f"refusal {null:5.0f}")
             lines.append(f"  {sc['label'][:32]:32} " + ", ".join(parts))
     lines.append("tables (vfmediate):")
-    for name in ("none", "r16", "r1024", "trap"):
+    for name in ("none", "r16", "r1024", "r1024c", "trap"):
         sc = s.get(name)
         if not sc:
             continue

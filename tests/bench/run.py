@@ -107,11 +107,12 @@ class Scenario:
 
     def __init__(self, name, label, ops, nrules=0, action=None, audit=0,
                  last=False, mediator=False, mmap_rules=0, floor=False,
-                 expect=None, group="access"):
+                 expect=None, group="access", touch=False):
         self.name, self.label, self.ops = name, label, ops
         self.nrules, self.action, self.audit = nrules, action, audit
         self.last, self.mediator, self.mmap_rules = last, mediator, mmap_rules
         self.floor = floor
+        self.touch = touch
         self.expect = expect or {}
         self.group = group
 
@@ -169,6 +170,10 @@ SCENARIOS = [
              nrules=16, action="pass"),
     Scenario("r1024", "1024 rules, access on a pass rule",
              READ_WRITE + ["open"], nrules=1024, action="pass"),
+    # Reopening an unchanged configuration reuses the compiled rules;
+    # here a change is staged before every open, which compiles again.
+    Scenario("r1024c", "1024 rules, open after a change", ["open"],
+             nrules=1024, action="pass", touch=True),
     Scenario("r1024last", "1024 rules, access on the last rule", READ_WRITE,
              nrules=1024, action="pass", last=True),
     Scenario("audit", "audit rule on the access", READ_WRITE, nrules=1,
@@ -240,6 +245,9 @@ def run_round(args, prof, scen, pair, k):
             cmd += ["--iters", f"{op}={n}"]
         if not scen.floor:
             cmd += ["--cfs-b" if pos else "--cfs-a", f"{vfm.DEVICES}/{a}"]
+        if scen.touch and not scen.floor:
+            cmd += ["--touch",
+                    f"{vfm.DEVICES}/{a}/regions/bar0/rules/target/audit"]
         cmd += [b, a] if pos else [a, b]
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:

@@ -21,7 +21,10 @@
  *		which vfio-pci-core refuses first thing (EINVAL): the cost
  *		of the system call and of VFIO's dispatch alone
  *   mmap	4-byte load at --roff from a mmap of BAR0's page holding it
- *   open	VFIO_GROUP_GET_DEVICE_FD then close(), one per block
+ *   open	VFIO_GROUP_GET_DEVICE_FD then close(), one per block; with
+ *		--touch FILE, "0" is written to FILE before each timed open
+ *		(outside the timing): a rule's audit file, so that
+ *		vfmediate's next open compiles its table afresh
  *
  * Which driver each function has is the caller's business (driver
  * script run.py): the program only talks VFIO and never changes a
@@ -83,6 +86,7 @@ static struct {
 	uint32_t wval;
 	int blocks;
 	int reopen;
+	const char *touch;
 	int iters[NR_OPS];
 	int cpu;
 	unsigned int ops;
@@ -290,11 +294,25 @@ static double time_block(struct func *f, enum op op, int iters)
 }
 
 /* The open blocks sample configfs between timings, outside them. */
+/* Stage a change (the same value again) in vfmediate's configuration. */
+static void touch(void)
+{
+	int fd;
+
+	if (!opt.touch)
+		return;
+	fd = open(opt.touch, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		die("%s: %s", opt.touch, strerror(errno));
+	close(fd);
+}
+
 static double time_open_block(struct func *f)
 {
 	uint64_t t0, t1;
 	int fd;
 
+	touch();
 	t0 = now_ns();
 	fd = get_device(f);
 	if (fd < 0)
@@ -437,6 +455,7 @@ static void usage(void)
 		"usage: vfbench [--ops pread,pwrite,null,mmap,open] [--blocks N]\n"
 		"               [--iters OP=N] [--roff OFF] [--woff OFF] [--wval V]\n"
 		"               [--cpu N] [--reopen N] [--cfs-a DIR] [--cfs-b DIR]\n"
+		"               [--touch FILE]\n"
 		"               BDF_A BDF_B\n");
 	exit(2);
 }
@@ -490,6 +509,7 @@ int main(int argc, char **argv)
 		{ "reopen", required_argument, NULL, 'n' },
 		{ "cfs-a", required_argument, NULL, 'A' },
 		{ "cfs-b", required_argument, NULL, 'B' },
+		{ "touch", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct func fa = { .table_bytes = -1 }, fb = { .table_bytes = -1 };
@@ -507,6 +527,7 @@ int main(int argc, char **argv)
 		case 'n': opt.reopen = atoi(optarg); break;
 		case 'A': snprintf(fa.cfs, sizeof(fa.cfs), "%s", optarg); break;
 		case 'B': snprintf(fb.cfs, sizeof(fb.cfs), "%s", optarg); break;
+		case 't': opt.touch = optarg; break;
 		default: usage();
 		}
 	}
