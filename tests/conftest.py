@@ -39,10 +39,42 @@ def in_guest():
         return "vfmrun=" in f.read()
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard", metavar="I/N", default=None,
+        help="run only every N-th test, starting with the I-th (1-based): "
+        "tests/run-suite spreads a slow kernel over N guests at once")
+
+
+def _shard(config):
+    spec = config.getoption("--shard")
+    if not spec:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise pytest.UsageError(f"--shard takes I/N with 1 <= I <= N, not {spec!r}")
+    return int(m[1]), int(m[2])
+
+
 def pytest_configure(config):
+    _shard(config)
     if not in_guest():
         pytest.exit("the guest suite runs inside the test machine: "
                     "tests/vm/run -- python3 -m pytest tests/", returncode=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """--shard I/N: deal the tests out in turn, so that the slow ones of
+    a file do not all land in one shard."""
+    shard = _shard(config)
+    if not shard:
+        return
+    i, n = shard
+    keep = [t for k, t in enumerate(items) if k % n == i - 1]
+    drop = [t for k, t in enumerate(items) if k % n != i - 1]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 class Kmsg:
