@@ -3,17 +3,19 @@
 # vfmediate top-level build.
 #
 #   make            build the kernel modules for every supported kernel
-#   make check      install dependencies, build, run the guest test suite
-#                   on every supported kernel (the CI entry point)
+#   make check      install dependencies, build the debug kernel if it is
+#                   stale, run the guest test suite on every supported
+#                   kernel and on the debug kernel (the CI entry point)
 #   make vm         a shell in a test guest (KVER=<release> to choose)
 #   make demo       install, build, and show the policy engine at work in a
 #                   test guest (README, "Demo")
 #   make bench      measure vfmediate against stock vfio-pci in a test guest
 #                   on every supported kernel (README, "Performance")
 #   make debug-kernel  build (if stale) and install the debug kernel
-#   make check-debug   the guest suite on the debug kernel
+#   make check-debug   the guest suite on the debug kernel only
 #
-# KVER=<release> restricts build and check to one installed kernel.
+# KVER=<release> restricts build and check to one installed kernel (the
+# debug kernel's release included); the debug kernel is then not built.
 
 KERNELS := $(if $(KVER),$(KVER),$(shell tests/vm/kernels))
 PYTEST_ARGS ?=
@@ -38,24 +40,25 @@ hostcheck:
 	@/usr/bin/python3 -m pytest -p no:cacheprovider --noconftest -q tests/host/
 
 # Deps come first and in their own make: the kernel list is only known
-# once the kernels are installed.
+# once the kernels are installed, the debug kernel once it is built.
 check: deps
 	@$(MAKE) --no-print-directory kcheck
 	@$(MAKE) --no-print-directory hostcheck
+	@$(if $(KVER),,scripts/debug-kernel)
 	@$(MAKE) --no-print-directory check-kernels
 
 debug-kernel:
 	@scripts/debug-kernel
 
-# The debug lane: the whole suite on the KASAN/lockdep/PROVE_RCU/kmemleak
-# kernel (built and cached on first use, about 25 minutes). Not part of
-# `make check` yet: under emulation it runs several times slower.
+# The debug lane alone: the whole suite on the KASAN/lockdep/PROVE_RCU/
+# kmemleak kernel (built and cached on first use, about 25 minutes).
 check-debug: deps
 	@scripts/debug-kernel
 	@tests/run-suite $$(tests/vm/kernels --debug)
 
+# Every kernel's guests at once, as many as there are CPUs (run-suite).
 check-kernels:
-	@tests/run-suite $(KERNELS)
+	@tests/run-suite $(KERNELS) $(if $(KVER),,$$(tests/vm/kernels --debug))
 
 vm: modules
 	tests/vm/run $(if $(KVER),--kernel $(KVER)) --keep-shell
