@@ -40,7 +40,7 @@ DRIVER = "vfmediate"
 # Failure points per operation are counted in tens to a few hundred;
 # the cap only stops a runaway loop.
 MAX_POINTS = int(os.environ.get("VFM_FAILSLAB_MAX_POINTS", "600"))
-ROUNDS = int(os.environ.get("VFM_FAILSLAB_ROUNDS", "25"))
+ROUNDS = int(os.environ.get("VFM_FAILSLAB_ROUNDS", "12"))
 # Fail an allocation only when vfmediate.ko is among the innermost DEPTH
 # frames of its stack trace. The trace starts with should_fail_ex(),
 # should_failslab() and the allocator, so 6 means: the allocation is ours
