@@ -58,7 +58,12 @@ check-debug: deps
 
 # Every kernel's guests at once, as many as there are CPUs (run-suite).
 check-kernels:
-	@tests/run-suite $(KERNELS) $(if $(KVER),,$$(tests/vm/kernels --debug))
+	@dbg=$$(tests/vm/kernels --debug); \
+	if [ -z "$(KVER)" ] && [ -z "$$dbg" ]; then \
+		echo "check: no debug kernel installed (scripts/debug-kernel builds it)" >&2; \
+		exit 1; \
+	fi; \
+	tests/run-suite $(KERNELS) $(if $(KVER),,$$dbg)
 
 vm: modules
 	tests/vm/run $(if $(KVER),--kernel $(KVER)) --keep-shell
