@@ -51,7 +51,7 @@ debug-kernel:
 	@scripts/debug-kernel
 
 # The debug lane alone: the whole suite on the KASAN/lockdep/PROVE_RCU/
-# kmemleak kernel (built and cached on first use, about 25 minutes).
+# kmemleak kernel (built and cached on first use, about 15 minutes).
 check-debug: deps
 	@scripts/debug-kernel
 	@tests/run-suite $$(tests/vm/kernels --debug)
