@@ -127,13 +127,17 @@ static ssize_t vfm_trap_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 	return n;
 }
 
+/* @count bytes at @off handled as @action says; @tbl only for traps. */
 static ssize_t vfm_action_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			     u8 action, unsigned int index, char __user *buf,
 			     size_t count, u64 off, bool iswrite)
 {
 	switch (action) {
+	case VFM_RO:
+		if (iswrite)
+			return -EPERM;
+		fallthrough;
 	case VFM_PASS:
-	case VFM_RO:		/* only reads get here: writes were refused */
 		return vfm_core_rw(vd, index, buf, count, off, iswrite);
 	case VFM_TRAP:
 		return vfm_trap_rw(vd, tbl, index, buf, count, off, iswrite);
@@ -144,6 +148,19 @@ static ssize_t vfm_action_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 	default:
 		return -EACCES;
 	}
+}
+
+/* An access that @iv holds whole: count its hit, then handle it. */
+static ssize_t vfm_interval_rw(struct vfm_device *vd,
+			       const struct vfm_table *tbl,
+			       const struct vfm_interval *iv, unsigned int index,
+			       char __user *buf, size_t count, u64 off,
+			       bool iswrite)
+{
+	if (iv->ctr)
+		atomic64_inc(&iv->ctr->hits);
+	return vfm_action_rw(vd, tbl, iv->action, index, buf, count, off,
+			     iswrite);
 }
 
 /*
@@ -238,12 +255,8 @@ static ssize_t vfm_table_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 	if (!iv || iv->start >= end) {
 		ret = vfm_core_rw(vd, index, buf, count, off, iswrite);
 	} else if (iv->start <= off && end <= iv->end) {
-		if (iv->ctr)
-			atomic64_inc(&iv->ctr->hits);
-		if (iv->action == VFM_RO && iswrite)
-			return -EPERM;
-		ret = vfm_action_rw(vd, tbl, iv->action, index, buf, count,
-				    off, iswrite);
+		ret = vfm_interval_rw(vd, tbl, iv, index, buf, count, off,
+				      iswrite);
 	} else {
 		ret = vfm_check(rt, iv, end, iswrite);
 		if (ret)
@@ -277,9 +290,8 @@ static noinline ssize_t vfm_rw_mediated(struct vfm_device *vd, u64 gen,
 	idx = srcu_read_lock(&vd->srcu);
 	tbl = srcu_dereference(vd->table, &vd->srcu);
 	if (iv && tbl->generation == gen) {
-		if (iv->ctr)
-			atomic64_inc(&iv->ctr->hits);
-		ret = vfm_trap_rw(vd, tbl, index, buf, count, off, iswrite);
+		ret = vfm_interval_rw(vd, tbl, iv, index, buf, count, off,
+				      iswrite);
 		if (ret > 0)
 			*ppos += ret;
 	} else {
@@ -343,6 +355,7 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 	const struct vfm_interval *trap = NULL;
 	const struct vfm_table *tbl;
 	u8 action = VFM_PASS;
+	ssize_t ret;
 
 	if (index < VFM_NUM_REGIONS && count) {
 		rcu_read_lock_sched();
@@ -352,27 +365,12 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 		gen = tbl->generation;
 		rcu_read_unlock_sched();
 	}
-	switch (action) {
-	case VFM_PASS:
-		break;
-	case VFM_RO:
-		if (iswrite)
-			return -EPERM;
-		break;
-	case VFM_DENY:
-		return -EACCES;
-	case VFM_IGNORE:
-		if (!iswrite && clear_user(buf, count))
-			return -EFAULT;
-		*ppos += count;
-		return count;
-	default:
-		return vfm_rw_mediated(vd, gen, trap, buf, count, ppos,
-				       iswrite);
-	}
-	if (iswrite)
-		return vfio_pci_core_write(&vd->core.vdev, buf, count, ppos);
-	return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
+	if (action == VFM_NR_ACTIONS)
+		return vfm_rw_mediated(vd, gen, trap, buf, count, ppos, iswrite);
+	ret = vfm_action_rw(vd, NULL, action, index, buf, count, off, iswrite);
+	if (ret > 0)
+		*ppos += ret;
+	return ret;
 }
 
 /* An mmap() must lie inside one area the table left mmap-able. */
