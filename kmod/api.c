@@ -41,47 +41,78 @@ static bool vfm_in_region(struct vfm_device *vd, unsigned int index,
 	       off <= VFIO_PCI_OFFSET_MASK && count <= VFIO_PCI_OFFSET_MASK;
 }
 
+/*
+ * The default accessors work on kernel memory: the core copied the VFIO
+ * user's data once, before the handler saw it, so what a mediator checks
+ * or records is what the device gets. BARs are accessed by the core
+ * itself (io.c). vfio-pci-core's emulation of config space, and its ROM
+ * and VGA accessors, take only user pointers, on every kernel: those
+ * regions have no default accessor, and a mediator traps there only what
+ * it emulates, or observes (vfm_mediator_ops.observe).
+ */
+static ssize_t vfm_default_rw(struct vfm_device *vd, unsigned int index,
+			      void *buf, size_t count, loff_t off, bool iswrite)
+{
+	if (!vfm_in_region(vd, index, count, off))
+		return -EINVAL;
+	if (index > VFIO_PCI_BAR5_REGION_INDEX)
+		return -EOPNOTSUPP;
+	return vfm_bar_rw(vd, index, buf, count, off, iswrite);
+}
+
 /**
- * vfm_default_read() - read a region as vfio-pci would
+ * vfm_default_read() - read a BAR as vfio-pci would, into kernel memory
  * @vd: the device
- * @index: VFIO region index
- * @buf: user buffer
+ * @index: VFIO region index of a BAR
+ * @buf: kernel buffer of @count bytes
  * @count: bytes
  * @off: offset within the region
  *
- * Return: bytes read or a negative errno.
+ * Return: @count or a negative errno: -EINVAL outside the region,
+ * -EOPNOTSUPP for a region that is not a BAR, -EIO while memory decoding
+ * is off or the function is in a low-power state.
  */
 ssize_t vfm_default_read(struct vfm_device *vd, unsigned int index,
-			 char __user *buf, size_t count, loff_t off)
+			 void *buf, size_t count, loff_t off)
 {
-	loff_t pos = VFIO_PCI_INDEX_TO_OFFSET(index) + off;
-
-	if (!vfm_in_region(vd, index, count, off))
-		return -EINVAL;
-	return vfio_pci_core_read(&vd->core.vdev, buf, count, &pos);
+	return vfm_default_rw(vd, index, buf, count, off, false);
 }
 EXPORT_SYMBOL_GPL(vfm_default_read);
 
 /**
- * vfm_default_write() - write a region as vfio-pci would
+ * vfm_default_write() - write a BAR as vfio-pci would, from kernel memory
  * @vd: the device
- * @index: VFIO region index
- * @buf: user buffer
+ * @index: VFIO region index of a BAR
+ * @buf: kernel buffer of @count bytes
  * @count: bytes
  * @off: offset within the region
  *
- * Return: bytes written or a negative errno.
+ * Return: as vfm_default_read().
  */
 ssize_t vfm_default_write(struct vfm_device *vd, unsigned int index,
-			  const char __user *buf, size_t count, loff_t off)
+			  const void *buf, size_t count, loff_t off)
 {
-	loff_t pos = VFIO_PCI_INDEX_TO_OFFSET(index) + off;
-
-	if (!vfm_in_region(vd, index, count, off))
-		return -EINVAL;
-	return vfio_pci_core_write(&vd->core.vdev, buf, count, &pos);
+	return vfm_default_rw(vd, index, (void *)buf, count, off, true);
 }
 EXPORT_SYMBOL_GPL(vfm_default_write);
+
+/**
+ * vfm_reset_count() - how many times the function has been reset
+ * @vd: the device
+ *
+ * Counts every reset vfio-pci-core or the PCI core makes while vfmediate
+ * is bound (VFIO_DEVICE_RESET, hot reset, FLR through config space, error
+ * recovery), counted before any mediator's reset() runs. A mediator that
+ * reads it before and after an access knows whether a reset may have come
+ * in between.
+ *
+ * Return: the count.
+ */
+u64 vfm_reset_count(struct vfm_device *vd)
+{
+	return atomic64_read(&vd->resets);
+}
+EXPORT_SYMBOL_GPL(vfm_reset_count);
 
 /**
  * vfm_default_mmap() - map a region as vfio-pci would

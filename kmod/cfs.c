@@ -190,15 +190,15 @@ static int vfm_check_fits(struct vfm_cfg_region *region, u64 start, u64 end)
 
 /*
  * Can the attached mediator take trapped accesses of @access? -ENOENT
- * without a mediator, -EINVAL when it lacks the handler.
+ * without a mediator, -EINVAL when it has neither a handler nor observe().
  */
 static int vfm_can_trap(const struct vfm_mediator_ops *ops, u8 access)
 {
 	if (!ops)
 		return -ENOENT;
-	if ((access & VFM_ACCESS_READ) && !ops->read)
+	if ((access & VFM_ACCESS_READ) && !ops->read && !ops->observe)
 		return -EINVAL;
-	if ((access & VFM_ACCESS_WRITE) && !ops->write)
+	if ((access & VFM_ACCESS_WRITE) && !ops->write && !ops->observe)
 		return -EINVAL;
 	return 0;
 }

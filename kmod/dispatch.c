@@ -11,11 +11,13 @@
  * Every way a VFIO user reaches the device's registers goes through here
  * or vfio-pci-core's own emulation: read/write on the device fd (all
  * regions, ROM and VGA included), mmap (refused on any page a rule
- * touches), VFIO_DEVICE_IOEVENTFD (refused on any byte a rule other
- * than a plain pass covers, since vfio-pci-core would then write the
- * device directly when the eventfd fires), and VFIO_DEVICE_SET_IRQS
- * enabling MSI/MSI-X (refused when ro, deny or ignore guards the
- * capability it programs). Resets are not byte accesses and stay allowed.
+ * touches), VFIO_DEVICE_IOEVENTFD (refused while any BAR write is
+ * mediated, since vfio-pci-core would write the device directly when the
+ * eventfd fires), VFIO_DEVICE_SET_IRQS (refused while ro, deny or ignore
+ * guards a byte of the MSI or MSI-X capability it programs) and
+ * VFIO_DEVICE_FEATURE (low-power entry refused while PMCSR is guarded,
+ * unknown features refused). Resets are not byte accesses: they stay
+ * allowed, and mediators hear of them (vfm_reset_done()).
  */
 #include <linux/mm.h>
 #include <linux/overflow.h>
@@ -106,7 +108,73 @@ static ssize_t vfm_core_rw(struct vfm_device *vd, unsigned int index,
 	return vfio_pci_core_read(&vd->core.vdev, buf, count, &pos);
 }
 
-/* @count bytes at @off handled by a mediator's hook. */
+/*
+ * One piece of a trapped access, through a kernel buffer: the user's
+ * bytes are copied once, before the handler sees them, and the handler's
+ * once, after.
+ */
+static ssize_t vfm_handler_rw(struct vfm_device *vd,
+			      const struct vfm_table *tbl, unsigned int index,
+			      u8 *kbuf, char __user *buf, size_t count,
+			      u64 off, bool iswrite)
+{
+	const struct vfm_mediator_ops *ops = tbl->mops;
+	ssize_t n;
+
+	if (iswrite) {
+		if (copy_from_user(kbuf, buf, count))
+			return -EFAULT;
+		n = ops->write(vd, tbl->mpriv, index, kbuf, count, off);
+	} else {
+		n = ops->read(vd, tbl->mpriv, index, kbuf, count, off);
+	}
+	if (n > (ssize_t)count) {
+		/* A mediator bug; do not let it move *ppos. */
+		pr_warn_once("vfmediate: mediator %s returned %zd for %zu bytes\n",
+			     ops->name, n, count);
+		return -EIO;
+	}
+	if (!iswrite && n > 0 && copy_to_user(buf, kbuf, n))
+		return -EFAULT;
+	return n;
+}
+
+/* @count bytes at @off, VFM_HANDLER_MAX at a time, to the handler. */
+static ssize_t vfm_handler_split(struct vfm_device *vd,
+				 const struct vfm_table *tbl,
+				 unsigned int index, char __user *buf,
+				 size_t count, u64 off, bool iswrite)
+{
+	u8 small[16], *kbuf = small;
+	size_t done = 0;
+	ssize_t n = 0;
+
+	if (count > sizeof(small)) {
+		kbuf = kmalloc(min_t(size_t, count, VFM_HANDLER_MAX), GFP_KERNEL);
+		if (!kbuf)
+			return -ENOMEM;
+	}
+	while (done < count) {
+		size_t len = min_t(size_t, count - done, VFM_HANDLER_MAX);
+
+		n = vfm_handler_rw(vd, tbl, index, kbuf, buf + done, len,
+				   off + done, iswrite);
+		if (n <= 0)
+			break;
+		done += n;
+		if (n < len)
+			break;
+	}
+	if (kbuf != small)
+		kfree(kbuf);
+	return done ? done : n;
+}
+
+/*
+ * @count bytes at @off trapped for the mediator: its handler takes them,
+ * or, without one for this direction, vfio-pci-core does and the
+ * mediator's observe() hears of it.
+ */
 static ssize_t vfm_trap_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			   unsigned int index, char __user *buf, size_t count,
 			   u64 off, bool iswrite)
@@ -114,16 +182,11 @@ static ssize_t vfm_trap_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 	const struct vfm_mediator_ops *ops = tbl->mops;
 	ssize_t n;
 
-	if (iswrite)
-		n = ops->write(vd, tbl->mpriv, index, buf, count, off);
-	else
-		n = ops->read(vd, tbl->mpriv, index, buf, count, off);
-	if (n > (ssize_t)count) {
-		/* A mediator bug; do not let it move *ppos. */
-		pr_warn_once("vfmediate: mediator %s returned %zd for %zu bytes\n",
-			     ops->name, n, count);
-		n = -EIO;
-	}
+	if (iswrite ? !!ops->write : !!ops->read)
+		return vfm_handler_split(vd, tbl, index, buf, count, off,
+					 iswrite);
+	n = vfm_core_rw(vd, index, buf, count, off, iswrite);
+	ops->observe(vd, tbl->mpriv, index, off, count, iswrite, n);
 	return n;
 }
 
@@ -458,7 +521,10 @@ static int vfm_region_info_put(struct vfio_region_info __user *arg,
 /*
  * REGION_INFO of a BAR that rules touch: mmap-able only where the table
  * left areas, advertised as sparse-mmap areas. Returns 1 when the region
- * is none of ours and vfio-pci-core should answer.
+ * is none of ours and vfio-pci-core should answer. vfio-pci-core then
+ * reads the index again: a racing thread can make it describe a ruled
+ * BAR as vfio-pci would. That misleads only the racer, since mmap() is
+ * checked against the table on the kernel's own copy of its arguments.
  */
 static int vfm_table_region_info(struct vfm_device *vd,
 				 const struct vfm_table *tbl,
@@ -494,39 +560,11 @@ static int vfm_table_region_info(struct vfm_device *vd,
 }
 
 /*
- * An ioeventfd makes vfio-pci-core write the device itself when the
- * eventfd fires, past any handler: allow it only where every byte it
- * writes is plainly passed through. Returns 1 when it may go on.
+ * vfio-pci-core reads the arguments of an ioctl from user memory itself,
+ * after any check made here: a second thread can change them in between.
+ * So no decision below looks at the user's arguments; each depends on the
+ * table alone.
  */
-static int vfm_table_ioeventfd(struct vfm_device *vd,
-			       const struct vfm_table *tbl,
-			       struct vfio_device_ioeventfd __user *arg)
-{
-	size_t minsz = offsetofend(struct vfio_device_ioeventfd, fd);
-	const struct vfm_region_table *rt;
-	struct vfio_device_ioeventfd ev;
-	const struct vfm_interval *iv;
-	unsigned int index;
-	u64 off, size;
-
-	if (copy_from_user(&ev, arg, minsz))
-		return -EFAULT;
-	size = ev.flags & VFIO_DEVICE_IOEVENTFD_SIZE_MASK;
-	index = VFIO_PCI_OFFSET_TO_INDEX(ev.offset);
-	if (ev.argsz < minsz || ev.fd == -1 || index >= VFM_NUM_REGIONS)
-		return 1;	/* vfio-pci-core validates or unregisters */
-	rt = &tbl->rules->region[index];
-	off = ev.offset & VFIO_PCI_OFFSET_MASK;
-	iv = vfm_table_find(rt, true, off);
-	for (; iv && iv < rt->iv[1] + rt->nr[1] && iv->start < off + size; iv++) {
-		if (iv->action != VFM_PASS || iv->ctr) {
-			dev_dbg(&vd->core.pdev->dev,
-				"ioeventfd on mediated range %#llx refused\n", off);
-			return -EPERM;
-		}
-	}
-	return 1;
-}
 
 /* Does a rule keep the VFIO user from writing any byte of [start, end)? */
 static bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start,
@@ -543,41 +581,68 @@ static bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start,
 }
 
 /*
- * Enabling MSI or MSI-X makes vfio-pci-core program the capability
- * itself. Where the admin forbids writing those config bytes, refuse it
- * too (-EPERM). Counting and trapping rules do not stop it: they observe
- * the user's own accesses, which this is not. Returns 1 to go on.
+ * An ioeventfd makes vfio-pci-core write a BAR itself when the eventfd
+ * fires, past the table. Where any BAR write is anything but a plain pass
+ * (an interval exists), refuse VFIO_DEVICE_IOEVENTFD whatever it names.
  */
-static int vfm_table_set_irqs(struct vfm_device *vd,
-			      const struct vfm_table *tbl,
-			      struct vfio_irq_set __user *arg)
+static bool vfm_bar_writes_mediated(const struct vfm_table *tbl)
 {
-	size_t minsz = offsetofend(struct vfio_irq_set, count);
-	struct pci_dev *pdev = vd->core.pdev;
-	struct vfio_irq_set hdr;
-	u8 cap;
+	unsigned int i;
+
+	for (i = VFIO_PCI_BAR0_REGION_INDEX; i <= VFIO_PCI_BAR5_REGION_INDEX; i++)
+		if (tbl->rules->region[i].nr[1])
+			return true;
+	return false;
+}
+
+/* Length of the MSI capability at @cap, as its Message Control tells. */
+static u64 vfm_msi_cap_len(struct pci_dev *pdev, u8 cap)
+{
+	u16 flags;
 	u64 len;
 
-	if (copy_from_user(&hdr, arg, minsz))
-		return -EFAULT;
-	if (!(hdr.flags & VFIO_IRQ_SET_ACTION_TRIGGER) ||
-	    !(hdr.flags & VFIO_IRQ_SET_DATA_EVENTFD) || !hdr.count)
-		return 1;
-	if (hdr.index == VFIO_PCI_MSI_IRQ_INDEX) {
-		cap = pdev->msi_cap;
-		len = 24;	/* the largest MSI capability: 64-bit, masking */
-	} else if (hdr.index == VFIO_PCI_MSIX_IRQ_INDEX) {
-		cap = pdev->msix_cap;
-		len = PCI_CAP_MSIX_SIZEOF;
-	} else {
-		return 1;
-	}
-	if (cap && vfm_write_guarded(&tbl->rules->region[VFIO_PCI_CONFIG_REGION_INDEX],
-				     cap, cap + len)) {
-		dev_dbg(&pdev->dev, "interrupt setup over guarded capability refused\n");
-		return -EPERM;
-	}
-	return 1;
+	if (pci_read_config_word(pdev, cap + PCI_MSI_FLAGS, &flags))
+		return 24;	/* the largest: 64-bit, per-vector masking */
+	len = flags & PCI_MSI_FLAGS_64BIT ? 14 : 10;
+	if (flags & PCI_MSI_FLAGS_MASKBIT)
+		len += 10;
+	return len;
+}
+
+/*
+ * Enabling MSI or MSI-X makes vfio-pci-core program the capability
+ * itself. Where ro, deny or ignore guards a byte of either capability,
+ * every VFIO_DEVICE_SET_IRQS is refused: which interrupt a call sets up
+ * is in user memory, read again by vfio-pci-core. Counting and trapping
+ * rules do not refuse it: they observe the user's own accesses, which
+ * this is not.
+ */
+static bool vfm_irqs_guarded(struct vfm_device *vd,
+			     const struct vfm_table *tbl)
+{
+	const struct vfm_region_table *rt =
+		&tbl->rules->region[VFIO_PCI_CONFIG_REGION_INDEX];
+	struct pci_dev *pdev = vd->core.pdev;
+
+	if (!rt->nr[1])
+		return false;
+	if (pdev->msi_cap &&
+	    vfm_write_guarded(rt, pdev->msi_cap,
+			      pdev->msi_cap + vfm_msi_cap_len(pdev, pdev->msi_cap)))
+		return true;
+	return pdev->msix_cap &&
+	       vfm_write_guarded(rt, pdev->msix_cap,
+				 pdev->msix_cap + PCI_CAP_MSIX_SIZEOF);
+}
+
+/* Is PMCSR, which low-power entry changes, guarded against writes? */
+static bool vfm_pm_guarded(struct vfm_device *vd, const struct vfm_table *tbl)
+{
+	const struct vfm_region_table *rt =
+		&tbl->rules->region[VFIO_PCI_CONFIG_REGION_INDEX];
+	u8 pm = vd->core.pdev->pm_cap;
+
+	return pm && vfm_write_guarded(rt, pm + PCI_PM_CTRL, pm + PCI_PM_CTRL + 2);
 }
 
 noinline long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
@@ -588,15 +653,67 @@ noinline long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 
 	idx = srcu_read_lock(&vd->srcu);
 	tbl = srcu_dereference(vd->table, &vd->srcu);
-	if (cmd == VFIO_DEVICE_GET_REGION_INFO)
+	if (cmd == VFIO_DEVICE_GET_REGION_INFO) {
 		ret = vfm_table_region_info(vd, tbl, (void __user *)arg);
-	else if (cmd == VFIO_DEVICE_IOEVENTFD)
-		ret = vfm_table_ioeventfd(vd, tbl, (void __user *)arg);
-	else if (cmd == VFIO_DEVICE_SET_IRQS)
-		ret = vfm_table_set_irqs(vd, tbl, (void __user *)arg);
+	} else if (cmd == VFIO_DEVICE_IOEVENTFD && vfm_bar_writes_mediated(tbl)) {
+		dev_dbg(&vd->core.pdev->dev, "ioeventfd refused: BAR writes are mediated\n");
+		ret = -EPERM;
+	} else if (cmd == VFIO_DEVICE_SET_IRQS && vfm_irqs_guarded(vd, tbl)) {
+		dev_dbg(&vd->core.pdev->dev, "interrupt setup refused: MSI/MSI-X guarded\n");
+		ret = -EPERM;
+	}
 	srcu_read_unlock(&vd->srcu, idx);
 
 	if (ret <= 0)
 		return ret;
 	return vfio_pci_core_ioctl(&vd->core.vdev, cmd, arg);
+}
+
+/*
+ * The function was reset, by vfio-pci-core or the PCI core; possibly with
+ * vfio-pci-core's memory_lock held for writing, which no table writer
+ * waits for.
+ */
+void vfm_reset_notify(struct vfm_device *vd)
+{
+	const struct vfm_table *tbl;
+	int idx;
+
+	atomic64_inc(&vd->resets);
+	idx = srcu_read_lock(&vd->srcu);
+	tbl = srcu_dereference(vd->table, &vd->srcu);
+	if (tbl->mops && tbl->mops->reset)
+		tbl->mops->reset(vd, tbl->mpriv);
+	srcu_read_unlock(&vd->srcu, idx);
+}
+
+/*
+ * VFIO_DEVICE_FEATURE: @flags is the kernel's copy. Forward only the
+ * features vfio-pci-core implements on every kernel we build for; entering
+ * a low-power state writes PMCSR, so it is refused where a rule guards it.
+ */
+int vfm_device_feature(struct vfio_device *core_vdev, u32 flags,
+		       void __user *arg, size_t argsz)
+{
+	struct vfm_device *vd = to_vfm(core_vdev);
+	const struct vfm_table *tbl;
+	bool guarded;
+	int idx;
+
+	switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+	case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
+	case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP:
+		idx = srcu_read_lock(&vd->srcu);
+		tbl = srcu_dereference(vd->table, &vd->srcu);
+		guarded = vfm_pm_guarded(vd, tbl);
+		srcu_read_unlock(&vd->srcu, idx);
+		if (guarded)
+			return -EPERM;
+		fallthrough;
+	case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
+	case VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
+		return vfio_pci_core_ioctl_feature(core_vdev, flags, arg, argsz);
+	default:
+		return -ENOTTY;
+	}
 }

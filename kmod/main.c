@@ -100,6 +100,7 @@ static int vfm_init_dev(struct vfio_device *core_vdev)
 	}
 
 	mutex_init(&vd->cfg_lock);
+	mutex_init(&vd->io_lock);
 	INIT_LIST_HEAD(&vd->node);
 	vfm_table_init(vd);
 	return 0;
@@ -109,6 +110,7 @@ static void vfm_release_dev(struct vfio_device *core_vdev)
 {
 	struct vfm_device *vd = to_vfm(core_vdev);
 
+	mutex_destroy(&vd->io_lock);
 	mutex_destroy(&vd->cfg_lock);
 	cleanup_srcu_struct(&vd->srcu);
 	/* Last: on v6.1 this frees @vd. */
@@ -130,15 +132,20 @@ static int vfm_open_device(struct vfio_device *core_vdev)
 	 * probes. No access is possible before open_device returns.
 	 */
 	ret = vfm_cfs_open(vd);
-	if (ret)
+	if (ret) {
+		vfm_bar_unmap_all(vd);
 		vfio_pci_core_close_device(core_vdev);
+	}
 	return ret;
 }
 
 static void vfm_close_device(struct vfio_device *core_vdev)
 {
+	struct vfm_device *vd = to_vfm(core_vdev);
+
 	/* No access can be in flight: the last file of the device is gone. */
-	vfm_cfs_close(to_vfm(core_vdev));
+	vfm_cfs_close(vd);
+	vfm_bar_unmap_all(vd);
 	vfio_pci_core_close_device(core_vdev);
 }
 
@@ -177,8 +184,9 @@ static int vfm_mmap(struct vfio_device *core_vdev, struct vm_area_struct *vma)
 }
 
 /*
- * Of the ioctls, REGION_INFO (sparse mmap) and IOEVENTFD (which would
- * write the device past the table) depend on the table.
+ * Of the ioctls, REGION_INFO (sparse mmap), IOEVENTFD (which would write
+ * the device past the table) and SET_IRQS (which programs the MSI and
+ * MSI-X capabilities) depend on the table.
  */
 static long vfm_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
 		      unsigned long arg)
@@ -197,7 +205,7 @@ static const struct vfio_device_ops vfm_ops = {
 	.open_device	= vfm_open_device,
 	.close_device	= vfm_close_device,
 	.ioctl		= vfm_ioctl,
-	.device_feature	= vfio_pci_core_ioctl_feature,
+	.device_feature	= vfm_device_feature,
 	.read		= vfm_read,
 	.write		= vfm_write,
 	.mmap		= vfm_mmap,
@@ -251,13 +259,31 @@ static int vfm_pci_sriov_configure(struct pci_dev *pdev, int nr_virtfn)
 					     nr_virtfn);
 }
 
+/*
+ * vfio-pci-core's error handlers, and a reset_done() that tells the
+ * mediator: pci_dev_restore() calls it after every reset the PCI core
+ * makes of the function, VFIO_DEVICE_RESET, hot reset and FLR through
+ * config space included.
+ */
+static void vfm_pci_reset_done(struct pci_dev *pdev)
+{
+	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
+
+	vfm_reset_notify(container_of(core, struct vfm_device, core));
+}
+
+static const struct pci_error_handlers vfm_err_handlers = {
+	.error_detected	= vfio_pci_core_aer_err_detected,
+	.reset_done	= vfm_pci_reset_done,
+};
+
 /* No .id_table: bound through driver_override only (see the top). */
 static struct pci_driver vfm_pci_driver = {
 	.name			= KBUILD_MODNAME,
 	.probe			= vfm_pci_probe,
 	.remove			= vfm_pci_remove,
 	.sriov_configure	= vfm_pci_sriov_configure,
-	.err_handler		= &vfio_pci_core_err_handlers,
+	.err_handler		= &vfm_err_handlers,
 	.driver_managed_dma	= true,
 };
 

@@ -207,6 +207,10 @@ struct vfm_cfg_dev;
  * @traps: ranges the opening mediator asked for; only during open.
  * @rules: the rules of the last table compiled, for the next open to
  *	reuse if nothing changed; under vfm_config_lock.
+ * @io_lock: serializes mapping @bar_io.
+ * @bar_io: the core's own mapping of each BAR, for mediators' kernel-buffer
+ *	accesses (io.c); made on first use, dropped at close.
+ * @resets: resets of the function seen so far (vfm_reset_count()).
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
@@ -224,6 +228,9 @@ struct vfm_device {
 	struct vfm_trap *traps;
 	u32 nr_traps;
 	struct vfm_rules *rules;
+	struct mutex io_lock;		/* mapping @bar_io */
+	void __iomem *bar_io[PCI_STD_NUM_BARS];
+	atomic64_t resets;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
@@ -270,6 +277,9 @@ ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf, size_t count,
 int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma);
 long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 		    unsigned long arg);
+void vfm_reset_notify(struct vfm_device *vd);
+int vfm_device_feature(struct vfio_device *core_vdev, u32 flags,
+		       void __user *arg, size_t argsz);
 
 /* table.c */
 struct vfm_table *vfm_table_alloc(void);
@@ -313,8 +323,11 @@ void vfm_cfs_bind(struct vfm_device *vd);
 void vfm_cfs_unbind(struct vfm_device *vd);
 int vfm_cfs_open(struct vfm_device *vd);
 void vfm_cfs_close(struct vfm_device *vd);
-
-/* main.c */
 u64 vfm_region_len(struct vfm_device *vd, unsigned int index);
+
+/* io.c */
+ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
+		   size_t count, u64 off, bool iswrite);
+void vfm_bar_unmap_all(struct vfm_device *vd);
 
 #endif /* _VFMEDIATE_CORE_H */

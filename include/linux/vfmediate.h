@@ -61,11 +61,31 @@ struct vfm_device;
  *	for a BAR: @info comes filled in by the core (vfm_default_region_info()
  *	plus the sparse-mmap areas the table leaves mmap-able); a mediator
  *	may clear flags or add capabilities to @caps.
- * @read: a read of a trapped range: @count bytes at @off within region
- *	@index, never crossing the trapped range. Return the bytes read or
- *	a negative errno; call vfm_default_read() for the device's own data.
- *	Needed to trap reads: vfm_trap_range() refuses them without it.
- * @write: as @read, for writes.
+ * @read: a read of a trapped range: fill the kernel buffer @buf with
+ *	@count bytes at @off within region @index. The range never crosses
+ *	the trapped range, nor holds more than VFM_HANDLER_MAX bytes (the
+ *	core splits longer accesses). Return the bytes read or a negative
+ *	errno; vfm_default_read() reads a BAR's own data. The core copies
+ *	@buf to the VFIO user afterwards, once.
+ * @write: as @read, for writes: @buf holds the bytes the VFIO user wrote,
+ *	copied once by the core; vfm_default_write() writes them to a BAR.
+ *	What the handler checks or records of @buf is therefore exactly
+ *	what it passes on.
+ * @observe: optional. For a direction of a trapped range that the
+ *	mediator has no @read (@write) handler for: the core made the access
+ *	as vfio-pci would, straight from and to user memory, and reports
+ *	@count bytes at @off of region @index and the result @ret (bytes or
+ *	a negative errno). Sees no data: for counting and tracing, and the
+ *	only way to follow config space, ROM and VGA accesses without
+ *	emulating them. vfm_trap_range() needs @read or @observe to trap
+ *	reads, @write or @observe to trap writes.
+ * @reset: optional. The function was reset (VFIO_DEVICE_RESET, a hot
+ *	reset, an FLR started through config space, error recovery): its
+ *	registers are back to their reset values. Called while the device is
+ *	open and vfio-pci-core may hold its memory_lock for writing: must
+ *	not sleep on anything a handler holds across a default accessor,
+ *	nor access the device. Use it to mark emulated or shadowed state
+ *	stale; see vfm_reset_count().
  * @mmap: optional. Called for an mmap() that the table allows (it touches
  *	no trapped page); return vfm_default_mmap() or a negative errno to
  *	veto it.
@@ -74,7 +94,7 @@ struct vfm_device;
  *	configfs "mediator_state" attribute. Called with the device open
  *	only; may sleep.
  *
- * Handlers copy to and from user memory and may sleep. They run under the
+ * Handlers work on kernel buffers and may sleep. They run under the
  * core's SRCU read lock, never under a lock the core's writers hold, and
  * may run concurrently with each other and with @show. @check_args,
  * @open and @show run under the core's configuration mutex (@close may):
@@ -90,9 +110,12 @@ struct vfm_mediator_ops {
 			   struct vfio_region_info *info,
 			   struct vfio_info_cap *caps);
 	ssize_t (*read)(struct vfm_device *vd, void *priv, unsigned int index,
-			char __user *buf, size_t count, loff_t off);
+			void *buf, size_t count, loff_t off);
 	ssize_t (*write)(struct vfm_device *vd, void *priv, unsigned int index,
-			 const char __user *buf, size_t count, loff_t off);
+			 const void *buf, size_t count, loff_t off);
+	void (*observe)(struct vfm_device *vd, void *priv, unsigned int index,
+			loff_t off, size_t count, bool iswrite, ssize_t ret);
+	void (*reset)(struct vfm_device *vd, void *priv);
 	int (*mmap)(struct vfm_device *vd, void *priv,
 		    struct vm_area_struct *vma);
 	ssize_t (*show)(struct vfm_device *vd, void *priv, char *buf);
@@ -110,11 +133,18 @@ struct pci_dev *vfm_pdev(struct vfm_device *vd);
 struct vfio_pci_core_device *vfm_core_device(struct vfm_device *vd);
 u64 vfm_region_size(struct vfm_device *vd, unsigned int index);
 
-/* The default handlers: what vfio-pci would do. @off is within @index. */
+/* Most bytes a read or write handler gets at once. */
+#define VFM_HANDLER_MAX		4096
+
+/*
+ * The default handlers: what vfio-pci would do, on kernel buffers. @off is
+ * within @index. Reads and writes: BARs only (-EOPNOTSUPP elsewhere).
+ */
 ssize_t vfm_default_read(struct vfm_device *vd, unsigned int index,
-			 char __user *buf, size_t count, loff_t off);
+			 void *buf, size_t count, loff_t off);
 ssize_t vfm_default_write(struct vfm_device *vd, unsigned int index,
-			  const char __user *buf, size_t count, loff_t off);
+			  const void *buf, size_t count, loff_t off);
+u64 vfm_reset_count(struct vfm_device *vd);
 int vfm_default_mmap(struct vfm_device *vd, struct vm_area_struct *vma);
 int vfm_default_region_info(struct vfm_device *vd,
 			    struct vfio_region_info *info,

@@ -3,8 +3,8 @@
  * vfmediate_audit: count what a VFIO user does to a device.
  *
  * The smallest useful mediator, and the worked example of
- * vfmediate-mediator(9). It traps whole regions, hands every access to
- * the default handlers and counts the accesses that succeed.
+ * vfmediate-mediator(9). It traps whole regions for observation only:
+ * vfio-pci-core makes every access, and audit counts those that succeed.
  *
  * Arguments (the device's configfs "mediator_args"):
  *	(empty)			every BAR the device has, and config space
@@ -129,34 +129,26 @@ static void audit_close(struct vfm_device *vd, void *priv)
 	kfree(priv);
 }
 
-static ssize_t audit_read(struct vfm_device *vd, void *priv,
-			  unsigned int index, char __user *buf, size_t count,
-			  loff_t off)
+/*
+ * vfio-pci-core made the access (audit has no read or write handler), so
+ * every region can be audited, config space included; count it if it
+ * succeeded.
+ */
+static void audit_observe(struct vfm_device *vd, void *priv,
+			  unsigned int index, loff_t off, size_t count,
+			  bool iswrite, ssize_t ret)
 {
-	struct audit_dev *ad = priv;
-	ssize_t ret;
+	struct audit_counters *c = &((struct audit_dev *)priv)->c[index];
 
-	ret = vfm_default_read(vd, index, buf, count, off);
-	if (ret >= 0) {
-		atomic64_inc(&ad->c[index].reads);
-		atomic64_add(ret, &ad->c[index].read_bytes);
+	if (ret < 0)
+		return;
+	if (iswrite) {
+		atomic64_inc(&c->writes);
+		atomic64_add(ret, &c->write_bytes);
+	} else {
+		atomic64_inc(&c->reads);
+		atomic64_add(ret, &c->read_bytes);
 	}
-	return ret;
-}
-
-static ssize_t audit_write(struct vfm_device *vd, void *priv,
-			   unsigned int index, const char __user *buf,
-			   size_t count, loff_t off)
-{
-	struct audit_dev *ad = priv;
-	ssize_t ret;
-
-	ret = vfm_default_write(vd, index, buf, count, off);
-	if (ret >= 0) {
-		atomic64_inc(&ad->c[index].writes);
-		atomic64_add(ret, &ad->c[index].write_bytes);
-	}
-	return ret;
 }
 
 static ssize_t audit_show(struct vfm_device *vd, void *priv, char *buf)
@@ -185,8 +177,7 @@ static const struct vfm_mediator_ops audit_ops = {
 	.check_args	= audit_check_args,
 	.open		= audit_open,
 	.close		= audit_close,
-	.read		= audit_read,
-	.write		= audit_write,
+	.observe	= audit_observe,
 	.show		= audit_show,
 };
 

@@ -16,7 +16,7 @@
  *
  * State (the device's configfs "mediator_state"): a first line
  * "bar=N range=START-END" in hex, then one line per dword that holds a
- * written byte, in offset order, "OFFSET=VALUE": OFFSET the dword's
+ * written byte since the last reset, in offset order, "OFFSET=VALUE": OFFSET the dword's
  * offset in the BAR, VALUE its four bytes as a little-endian number in
  * hex, "xx" for a byte never written (or outside the window):
  *	bar=0 range=0x0-0xfff
@@ -25,16 +25,26 @@
  * The attribute holds one page: when the written dwords do not fit, the
  * last line is "truncated".
  *
+ * The shadow holds what the device got since its last reset: the core
+ * copies a write's bytes from the VFIO user once, and the same kernel
+ * buffer goes to the device and into the shadow. A reset (the reset()
+ * hook counts them) empties it. Admin "trap" rules can route other
+ * ranges to regshadow too: BAR ranges go to the device unrecorded,
+ * others fail -EOPNOTSUPP, as config space, ROM and VGA have no
+ * kernel-buffer accessor.
+ *
  * Locking: a per-device mutex serializes writes with each other and with
  * show(), held across the device write and the shadow update so that the
  * shadow's last value of a register is the last value the device got.
+ * reset() may run with vfio-pci-core's memory_lock held for writing,
+ * which a write holding the mutex may wait for: it takes no lock and only
+ * counts; the next write or show() under the mutex empties the shadow.
  */
 #include <linux/bitmap.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
-#include <linux/uaccess.h>
 #include <linux/vfmediate.h>
 
 #include "window.h"
@@ -46,6 +56,8 @@ struct regshadow {
 	struct med_window w;
 	u8 *shadow;			/* w.len bytes, last value written */
 	unsigned long *written;		/* w.len bits, set: byte written */
+	atomic64_t resets;		/* resets seen by reset() */
+	u64 resets_seen;		/* resets the shadow knows of */
 };
 
 static int regshadow_parse(const char *args, struct med_window *w)
@@ -123,8 +135,8 @@ static void regshadow_close(struct vfm_device *vd, void *priv)
  * to the device.
  */
 static ssize_t regshadow_read(struct vfm_device *vd, void *priv,
-			      unsigned int index, char __user *buf,
-			      size_t count, loff_t off)
+			      unsigned int index, void *buf, size_t count,
+			      loff_t off)
 {
 	return vfm_default_read(vd, index, buf, count, off);
 }
@@ -146,32 +158,44 @@ static void regshadow_record(struct regshadow *rs, unsigned int index,
 	bitmap_set(rs->written, from - rs->w.start, to - from);
 }
 
+/* Under rs->lock: forget what a reset since the last look undid. */
+static u64 regshadow_sync(struct regshadow *rs)
+{
+	u64 resets = atomic64_read(&rs->resets);
+
+	if (resets != rs->resets_seen) {
+		bitmap_zero(rs->written, rs->w.len);
+		rs->resets_seen = resets;
+	}
+	return resets;
+}
+
 static ssize_t regshadow_write(struct vfm_device *vd, void *priv,
-			       unsigned int index, const char __user *buf,
+			       unsigned int index, const void *buf,
 			       size_t count, loff_t off)
 {
 	struct regshadow *rs = priv;
-	u8 small[8], *data = small;
+	u64 before;
 	ssize_t ret;
 
-	/* The bytes the shadow will hold, copied once, before the device. */
-	if (count > sizeof(small)) {
-		data = memdup_user(buf, count);
-		if (IS_ERR(data))
-			return PTR_ERR(data);
-	} else if (copy_from_user(small, buf, count)) {
-		return -EFAULT;
-	}
-
 	mutex_lock(&rs->lock);
+	before = regshadow_sync(rs);
 	ret = vfm_default_write(vd, index, buf, count, off);
-	if (ret > 0)
-		regshadow_record(rs, index, off, data, ret);
+	/*
+	 * A reset in between may have come before or after the device took
+	 * the write: the bytes are then unknown, which the sync records.
+	 */
+	if (ret > 0 && regshadow_sync(rs) == before)
+		regshadow_record(rs, index, off, buf, ret);
 	mutex_unlock(&rs->lock);
-
-	if (data != small)
-		kfree(data);
 	return ret;
+}
+
+static void regshadow_reset(struct vfm_device *vd, void *priv)
+{
+	struct regshadow *rs = priv;
+
+	atomic64_inc(&rs->resets);
 }
 
 /* One dword of the state, "xx" for the bytes the shadow does not hold. */
@@ -206,6 +230,7 @@ static ssize_t regshadow_show(struct vfm_device *vd, void *priv, char *buf)
 	int len;
 
 	mutex_lock(&rs->lock);
+	regshadow_sync(rs);
 	len = scnprintf(buf, PAGE_SIZE, "bar=%u range=0x%llx-0x%llx\n",
 			rs->w.bar, rs->w.start, rs->w.start + rs->w.len - 1);
 	bit = find_first_bit(rs->written, rs->w.len);
@@ -233,6 +258,7 @@ static const struct vfm_mediator_ops regshadow_ops = {
 	.close		= regshadow_close,
 	.read		= regshadow_read,
 	.write		= regshadow_write,
+	.reset		= regshadow_reset,
 	.show		= regshadow_show,
 };
 

@@ -31,14 +31,14 @@ static void st_close(struct vfm_device *vd, void *priv)
 }
 
 static ssize_t st_read(struct vfm_device *vd, void *priv, unsigned int index,
-		       char __user *buf, size_t count, loff_t off)
+		       void *buf, size_t count, loff_t off)
 {
 	return vfm_default_read(vd, index, buf, count, off);
 }
 
 static ssize_t st_write(struct vfm_device *vd, void *priv,
-			unsigned int index, const char __user *buf,
-			size_t count, loff_t off)
+			unsigned int index, const void *buf, size_t count,
+			loff_t off)
 {
 	return vfm_default_write(vd, index, buf, count, off);
 }
