@@ -172,17 +172,20 @@ static ssize_t vfm_handler_split(struct vfm_device *vd,
 
 /*
  * @count bytes at @off trapped for the mediator: its handler takes them,
- * or, without one for this direction, vfio-pci-core does and the
- * mediator's observe() hears of it.
+ * or vfio-pci-core does and the mediator's observe() hears of it. Outside
+ * the BARs there is no kernel-buffer accessor for a handler to pass an
+ * access on with, so there observe() is preferred where the mediator has
+ * both.
  */
 static ssize_t vfm_trap_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			   unsigned int index, char __user *buf, size_t count,
 			   u64 off, bool iswrite)
 {
 	const struct vfm_mediator_ops *ops = tbl->mops;
+	bool handler = iswrite ? ops->write != NULL : ops->read != NULL;
 	ssize_t n;
 
-	if (iswrite ? !!ops->write : !!ops->read)
+	if (handler && (index <= VFIO_PCI_BAR5_REGION_INDEX || !ops->observe))
 		return vfm_handler_split(vd, tbl, index, buf, count, off,
 					 iswrite);
 	n = vfm_core_rw(vd, index, buf, count, off, iswrite);
@@ -581,9 +584,10 @@ static bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start,
 }
 
 /*
- * An ioeventfd makes vfio-pci-core write a BAR itself when the eventfd
- * fires, past the table. Where any BAR write is anything but a plain pass
- * (an interval exists), refuse VFIO_DEVICE_IOEVENTFD whatever it names.
+ * An ioeventfd makes vfio-pci-core write a BAR or the VGA region itself
+ * when the eventfd fires, past the table. Where any write there is
+ * anything but a plain pass (an interval exists), refuse
+ * VFIO_DEVICE_IOEVENTFD whatever it names.
  */
 static bool vfm_bar_writes_mediated(const struct vfm_table *tbl)
 {
@@ -592,7 +596,7 @@ static bool vfm_bar_writes_mediated(const struct vfm_table *tbl)
 	for (i = VFIO_PCI_BAR0_REGION_INDEX; i <= VFIO_PCI_BAR5_REGION_INDEX; i++)
 		if (tbl->rules->region[i].nr[1])
 			return true;
-	return false;
+	return tbl->rules->region[VFIO_PCI_VGA_REGION_INDEX].nr[1];
 }
 
 /* Length of the MSI capability at @cap, as its Message Control tells. */

@@ -127,6 +127,8 @@ static ssize_t vfm_med_ops_show(struct config_item *item, char *page)
 		{ offsetof(struct vfm_mediator_ops, region_info), "region_info" },
 		{ offsetof(struct vfm_mediator_ops, read), "read" },
 		{ offsetof(struct vfm_mediator_ops, write), "write" },
+		{ offsetof(struct vfm_mediator_ops, observe), "observe" },
+		{ offsetof(struct vfm_mediator_ops, reset), "reset" },
 		{ offsetof(struct vfm_mediator_ops, mmap), "mmap" },
 		{ offsetof(struct vfm_mediator_ops, show), "show" },
 	};

@@ -143,7 +143,8 @@ def test_mediators_view(edu):
     assert info["module"] == "vfmediate_audit"
     assert int(info["users"]) == 0
     ops = set(re.split(r"[\s,]+", info["ops"].strip()))
-    assert {"check_args", "open", "close", "read", "write", "show"} <= ops
+    assert {"check_args", "open", "close", "observe", "show"} <= ops
+    assert not ops & {"read", "write"}
     assert not ops & {"region_info", "mmap"}
     with Vfm(edu, mediator="audit"):
         assert int(vfm.mediator_info("audit")["users"]) == 1

@@ -4,7 +4,9 @@
  *
  * For tests and benchmarks: it measures what routing an access to a
  * mediator costs by itself. Every access it traps goes to the default
- * handlers, with no other work and no per-device state.
+ * handlers (in a BAR, through the core's kernel buffer) or, in config
+ * space, ROM and VGA (admin "trap" rules), to vfio-pci-core with an empty
+ * observe(): no other work and no per-device state.
  *
  * Arguments (the device's configfs "mediator_args"), see window.h:
  *	(empty)			trap nothing: the mediator is attached, the
@@ -56,6 +58,12 @@ static ssize_t nop_write(struct vfm_device *vd, void *priv,
 	return vfm_default_write(vd, index, buf, count, off);
 }
 
+/* Config space, ROM and VGA traps: vfio-pci-core made the access. */
+static void nop_observe(struct vfm_device *vd, void *priv, unsigned int index,
+			loff_t off, size_t count, bool iswrite, ssize_t ret)
+{
+}
+
 static const struct vfm_mediator_ops nop_ops = {
 	.name		= "nop",
 	.owner		= THIS_MODULE,
@@ -64,6 +72,7 @@ static const struct vfm_mediator_ops nop_ops = {
 	.close		= nop_close,
 	.read		= nop_read,
 	.write		= nop_write,
+	.observe	= nop_observe,
 };
 
 module_vfm_mediator(nop_ops);
