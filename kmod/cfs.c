@@ -662,16 +662,27 @@ static ssize_t vfm_dev_mediator_state_show(struct config_item *item,
 	ssize_t len = 0;
 	int idx;
 
+	/*
+	 * show() may access the device, so it runs without vfm_config_lock
+	 * (see vfm_open_mediator()); a reference keeps @vd, the table's SRCU
+	 * read lock its mediator.
+	 */
 	mutex_lock(&vfm_config_lock);
 	vd = dev->vd;
-	if (vd && vd->open) {
-		idx = srcu_read_lock(&vd->srcu);
-		tbl = srcu_dereference(vd->table, &vd->srcu);
-		if (tbl->mops && tbl->mops->show)
-			len = tbl->mops->show(vd, tbl->mpriv, page);
-		srcu_read_unlock(&vd->srcu, idx);
-	}
+	if (vd && vd->open)
+		get_device(&vd->core.vdev.device);
+	else
+		vd = NULL;
 	mutex_unlock(&vfm_config_lock);
+	if (!vd)
+		return 0;
+
+	idx = srcu_read_lock(&vd->srcu);
+	tbl = srcu_dereference(vd->table, &vd->srcu);
+	if (tbl->mops && tbl->mops->show)
+		len = tbl->mops->show(vd, tbl->mpriv, page);
+	srcu_read_unlock(&vd->srcu, idx);
+	put_device(&vd->core.vdev.device);
 	return len;
 }
 
@@ -949,30 +960,73 @@ static bool vfm_cfg_active(struct vfm_cfg_dev *dev)
 	return false;
 }
 
-/* Open the attached mediator for @tbl; it may trap ranges meanwhile. */
-static int vfm_open_mediator(struct vfm_device *vd, struct vfm_cfg_dev *dev,
+/*
+ * What opening a device takes from its configuration, under
+ * vfm_config_lock; the mediator is then opened without it.
+ */
+struct vfm_open_ctx {
+	struct vfm_cfg_dev *dev;	/* NULL: no configuration */
+	u64 seq;			/* dev->seq when taken */
+	bool active;			/* anything to compile */
+	const struct vfm_mediator_ops *ops;	/* with a module reference */
+	char *args;
+	char error[VFM_ERR_LEN];
+};
+
+static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx)
+{
+	const struct vfm_mediator_ops *ops;
+
+	lockdep_assert_held(&vfm_config_lock);
+	*ctx = (struct vfm_open_ctx){ .dev = vd->cfg };
+	if (!ctx->dev || !vfm_cfg_active(ctx->dev))
+		return 0;
+	ctx->active = true;
+	ctx->seq = ctx->dev->seq;
+	ops = vfm_cfg_ops(ctx->dev);
+	if (!ops)
+		return 0;
+	/* The open device's own reference, dropped when its table goes. */
+	if (!try_module_get(ops->owner)) {
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "mediator %s: module is being removed", ops->name);
+		return -ENOENT;
+	}
+	ctx->args = kstrdup(ctx->dev->args, GFP_KERNEL);
+	if (!ctx->args) {
+		module_put(ops->owner);
+		return -ENOMEM;
+	}
+	ctx->ops = ops;
+	return 0;
+}
+
+/*
+ * Open the mediator for @tbl; it may trap ranges meanwhile. Not under
+ * vfm_config_lock: open() may access the device and so take its
+ * memory_lock, which a PF's sriov_configure holds while the VFs it
+ * creates bind and take vfm_config_lock. vfio opens a device once at a
+ * time (its device set lock), so vd->traps needs no lock of ours.
+ */
+static int vfm_open_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 			     struct vfm_table *tbl)
 {
-	const struct vfm_mediator_ops *ops = vfm_cfg_ops(dev);
+	const struct vfm_mediator_ops *ops = ctx->ops;
 	void *priv = NULL;
 	int ret;
 
 	if (!ops)
 		return 0;
-	/* The open device's own reference, dropped when its table goes. */
-	if (!try_module_get(ops->owner)) {
-		snprintf(dev->error, sizeof(dev->error),
-			 "mediator %s: module is being removed", ops->name);
-		return -ENOENT;
-	}
 	vd->traps = kcalloc(VFM_MAX_TRAPS, sizeof(*vd->traps), GFP_KERNEL);
 	vd->nr_traps = 0;
+	vd->open_ops = ops;
 	ret = vd->traps ? 0 : -ENOMEM;
 	if (!ret && ops->open)
-		ret = ops->open(vd, dev->args, &priv);
+		ret = ops->open(vd, ctx->args, &priv);
+	vd->open_ops = NULL;
 	if (ret) {
 		module_put(ops->owner);
-		snprintf(dev->error, sizeof(dev->error),
+		snprintf(ctx->error, sizeof(ctx->error),
 			 "mediator %s: open failed (%d)", ops->name, ret);
 		return ret;
 	}
@@ -1096,51 +1150,17 @@ static int vfm_compile_rules(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 	return 0;
 }
 
-static struct vfm_table *vfm_compile(struct vfm_device *vd,
-				     struct vfm_cfg_dev *dev)
+static void vfm_drop_traps(struct vfm_device *vd)
 {
-	struct vfm_table *tbl = vfm_table_alloc();
-	int ret;
-
-	if (!tbl)
-		return ERR_PTR(-ENOMEM);
-	ret = vfm_open_mediator(vd, dev, tbl);
-	if (!ret)
-		ret = vfm_compile_rules(vd, dev, tbl);
 	kfree(vd->traps);
 	vd->traps = NULL;
 	vd->nr_traps = 0;
-	if (ret) {
-		vfm_table_release(vd, tbl);
-		return ERR_PTR(ret);
-	}
-	tbl->generation = ++vd->generation;
-	return tbl;
 }
 
-/*
- * Compile and publish the table of a device being opened. Fails closed:
- * a rule that cannot be applied fails the open, and "error" says why.
- */
-int vfm_cfs_open(struct vfm_device *vd)
+/* The device's state once it is open with @tbl (NULL: pass-through). */
+static void vfm_opened(struct vfm_device *vd, struct vfm_cfg_dev *dev,
+		       const struct vfm_table *tbl)
 {
-	struct vfm_cfg_dev *dev;
-	struct vfm_table *tbl = NULL;
-
-	mutex_lock(&vfm_config_lock);
-	dev = vd->cfg;
-	if (dev && vfm_cfg_active(dev)) {
-		dev->error[0] = '\0';
-		tbl = vfm_compile(vd, dev);
-		if (IS_ERR(tbl)) {
-			if (!dev->error[0])
-				snprintf(dev->error, sizeof(dev->error),
-					 "compiling the table failed (%ld)",
-					 PTR_ERR(tbl));
-			mutex_unlock(&vfm_config_lock);
-			return PTR_ERR(tbl);
-		}
-	}
 	if (dev)
 		dev->error[0] = '\0';
 	vd->open = true;
@@ -1148,8 +1168,92 @@ int vfm_cfs_open(struct vfm_device *vd)
 	vd->table_gen = tbl ? tbl->generation : 0;
 	vd->table_bytes = tbl ? sizeof(*tbl) + tbl->rules->bytes : 0;
 	vd->compile_ns = tbl ? tbl->rules->compile_ns : 0;
+}
+
+/*
+ * Under vfm_config_lock again: compile @tbl if the configuration is still
+ * the one the mediator was opened with (else -EAGAIN, to start over), and
+ * record the outcome. Fails closed: a rule that cannot be applied fails
+ * the open, and "error" says why.
+ */
+static int vfm_open_finish(struct vfm_device *vd, struct vfm_open_ctx *ctx,
+			   struct vfm_table *tbl, int ret)
+{
+	struct vfm_cfg_dev *dev = ctx->dev;
+
+	lockdep_assert_held(&vfm_config_lock);
+	if (vd->cfg != dev || (dev && dev->seq != ctx->seq))
+		return -EAGAIN;
+	if (!ctx->active) {
+		vfm_opened(vd, dev, NULL);
+		return 0;
+	}
+	if (!ret)
+		ret = vfm_compile_rules(vd, dev, tbl);
+	if (ret) {
+		if (ctx->error[0])
+			strscpy(dev->error, ctx->error, sizeof(dev->error));
+		else if (!dev->error[0])
+			snprintf(dev->error, sizeof(dev->error),
+				 "compiling the table failed (%d)", ret);
+		return ret;
+	}
+	tbl->generation = ++vd->generation;
+	vfm_opened(vd, dev, tbl);
+	return 0;
+}
+
+/* One try at opening: -EAGAIN if the configuration changed meanwhile. */
+static int vfm_open_try(struct vfm_device *vd, struct vfm_table **tblp)
+{
+	struct vfm_open_ctx ctx;
+	struct vfm_table *tbl = NULL;
+	int ret;
+
+	mutex_lock(&vfm_config_lock);
+	ret = vfm_open_begin(vd, &ctx);
+	if (ctx.dev && ctx.active)
+		ctx.dev->error[0] = '\0';
 	mutex_unlock(&vfm_config_lock);
 
+	if (!ret && ctx.active) {
+		tbl = vfm_table_alloc();
+		ret = tbl ? vfm_open_mediator(vd, &ctx, tbl) : -ENOMEM;
+		if (!tbl && ctx.ops)
+			module_put(ctx.ops->owner);
+	}
+	kfree(ctx.args);
+
+	mutex_lock(&vfm_config_lock);
+	ret = vfm_open_finish(vd, &ctx, tbl, ret);
+	mutex_unlock(&vfm_config_lock);
+
+	vfm_drop_traps(vd);
+	if (ret && tbl) {
+		/* Not under vfm_config_lock: the mediator's close() runs. */
+		vfm_table_release(vd, tbl);
+		tbl = NULL;
+	}
+	*tblp = tbl;
+	return ret;
+}
+
+/* Tries before an open that keeps meeting configuration changes fails. */
+#define VFM_OPEN_TRIES	8
+
+/* Compile and publish the table of a device being opened. */
+int vfm_cfs_open(struct vfm_device *vd)
+{
+	struct vfm_table *tbl;
+	int i, ret;
+
+	for (i = 0; i < VFM_OPEN_TRIES; i++) {
+		ret = vfm_open_try(vd, &tbl);
+		if (ret != -EAGAIN)
+			break;
+	}
+	if (ret)
+		return ret == -EAGAIN ? -EBUSY : ret;
 	if (tbl)
 		vfm_table_publish(vd, tbl);
 	return 0;
@@ -1186,14 +1290,13 @@ int vfm_trap_range(struct vfm_device *vd, unsigned int index, u64 start,
 	const struct vfm_mediator_ops *ops;
 	u64 end;
 
-	lockdep_assert_held(&vfm_config_lock);
 	if (!vd->traps || index >= VFM_NUM_REGIONS || !access ||
 	    access & ~VFM_ACCESS_RW)
 		return -EINVAL;
 	if (!len || check_add_overflow(start, len, &end) ||
 	    end > vfm_region_len(vd, index))
 		return -ERANGE;
-	ops = vfm_cfg_ops(vd->cfg);
+	ops = vd->open_ops;
 	if (vfm_can_trap(ops, access))
 		return -EINVAL;
 	if (vd->nr_traps >= VFM_MAX_TRAPS)

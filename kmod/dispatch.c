@@ -182,7 +182,7 @@ static ssize_t vfm_trap_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 			   u64 off, bool iswrite)
 {
 	const struct vfm_mediator_ops *ops = tbl->mops;
-	bool handler = iswrite ? ops->write != NULL : ops->read != NULL;
+	bool handler = iswrite ? !!ops->write : !!ops->read;
 	ssize_t n;
 
 	if (handler && (index <= VFIO_PCI_BAR5_REGION_INDEX || !ops->observe))

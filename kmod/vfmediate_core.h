@@ -204,7 +204,9 @@ struct vfm_cfg_dev;
  * @table_seq: the configuration sequence number it was compiled from.
  * @table_bytes: memory the running table holds.
  * @compile_ns: time its compilation took, mediator open() included.
- * @traps: ranges the opening mediator asked for; only during open.
+ * @traps: ranges the opening mediator asked for; only during open, which
+ *	vfio runs for one opener of a device at a time.
+ * @open_ops: the mediator being opened; only during its open().
  * @rules: the rules of the last table compiled, for the next open to
  *	reuse if nothing changed; under vfm_config_lock.
  * @io_lock: serializes mapping @bar_io.
@@ -227,6 +229,7 @@ struct vfm_device {
 	u64 compile_ns;
 	struct vfm_trap *traps;
 	u32 nr_traps;
+	const struct vfm_mediator_ops *open_ops;
 	struct vfm_rules *rules;
 	struct mutex io_lock;		/* mapping @bar_io */
 	void __iomem *bar_io[PCI_STD_NUM_BARS];
