@@ -174,13 +174,40 @@ void tally_print(const struct tally *t)
 			printf(" %s=%lu", errname(e), t->by_errno[e]);
 }
 
+/*
+ * Hold each value a while: where the two threads do not run at the same
+ * instant (one host thread emulating both vCPUs, or both on one CPU), the
+ * other thread sees the value the flipper had when it was switched out,
+ * which is then either value about as often.
+ */
+static void hold(void)
+{
+	volatile unsigned int i;
+
+	for (i = 0; i < 256; i++)
+		;
+}
+
+/* Run the calling thread on @cpu only, if there is such a CPU. */
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 static void *flipper_run(void *arg)
 {
 	struct flipper *f = arg;
 
+	pin(1);
 	while (!f->stop) {
 		*f->word = f->a;
+		hold();
 		*f->word = f->b;
+		hold();
 		f->flips++;
 	}
 	return NULL;
@@ -188,8 +215,14 @@ static void *flipper_run(void *arg)
 
 static pthread_t flipper_thread;
 
+/*
+ * The ioctl thread (the caller) on CPU 0, the flipper on CPU 1: on one
+ * CPU the flipper could only run where the ioctl sleeps, and there is no
+ * such point between the two copies.
+ */
 void flipper_start(struct flipper *f)
 {
+	pin(0);
 	f->stop = 0;
 	f->flips = 0;
 	errno = pthread_create(&flipper_thread, NULL, flipper_run, f);
