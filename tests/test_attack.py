@@ -394,10 +394,9 @@ def test_msi_guard_uses_real_length(edu_vfm, nobody, rng, refused):
     with Vfm(edu_vfm) as v:
         v.add_rule("config", "near-msi", rng, "ro", access="w")
         r = nobody(edu_vfm, "irqs", "once", IRQ_MSI, 0, 1, "trigger")
-    if refused:
-        assert r["set_irqs"] == "EPERM" and r["msi_enabled"] == 0, r
-    else:
-        assert r["set_irqs"] == "ok" and r["msi_enabled"] == 1, r
+    # (vfio-pci-core virtualizes MSI's enable bit: the user's read of it
+    # tells nothing; the call's result does)
+    assert r["set_irqs"] == ("EPERM" if refused else "ok"), r
 
 
 def test_intx_mask_under_ro_command(edu_vfm, nobody):

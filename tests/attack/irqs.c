@@ -24,7 +24,9 @@
  *	and as the device has it (sysfs config) after each step.
  *
  * A win: a call succeeded and left MSI-X enabled (Message Control bit
- * 15, read through the device fd). Last line: "result: ...". Exit 1 on a
+ * 15, read through the device fd: vfio-pci-core does not virtualize it).
+ * MSI's enable bit is virtualized, so msi_enabled shows only what the
+ * user wrote there, not what SET_IRQS did. Last line: "result: ...". Exit 1 on a
  * win, 0 when the rule held, 2 when the variant cannot run here.
  */
 #define _GNU_SOURCE
