@@ -26,10 +26,8 @@ The programs' exit status: 0 the rule held, 1 the attack won, 2 the
 variant cannot run here (skip), 3 the program itself failed. Each prints
 a last line "result: key=value ...".
 """
-import errno
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 
