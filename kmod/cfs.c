@@ -20,6 +20,7 @@
  * "pending" says whether any are waiting.
  */
 #include <linux/ctype.h>
+#include <linux/iommu.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
@@ -172,7 +173,15 @@ u64 vfm_region_len(struct vfm_device *vd, unsigned int index)
 	case VFIO_PCI_CONFIG_REGION_INDEX:
 		return pdev->cfg_size;
 	case VFIO_PCI_VGA_REGION_INDEX:
-		return vd->core.has_vga ? 0xc0000 : 0;
+		/*
+		 * vfio-pci-core sets has_vga when it enables the device, at
+		 * open; before, go by the class, as it does. A rule accepted
+		 * then on a device it gives no VGA region (its disable_vga)
+		 * fails the open.
+		 */
+		if (READ_ONCE(vd->enabled))
+			return vd->core.has_vga ? 0xc0000 : 0;
+		return (pdev->class >> 8) == PCI_CLASS_DISPLAY_VGA ? 0xc0000 : 0;
 	default:
 		return 0;
 	}
@@ -745,6 +754,67 @@ static ssize_t vfm_dev_compile_ns_show(struct config_item *item, char *page)
 	return sysfs_emit(page, "%llu\n", ns);
 }
 
+static ssize_t vfm_dev_warning_show(struct config_item *item, char *page)
+{
+	struct vfm_cfg_dev *dev = to_cfg_dev(item);
+	ssize_t len;
+
+	mutex_lock(&vfm_config_lock);
+	len = sysfs_emit(page, "%s\n", dev->vd ? dev->vd->warning : "");
+	mutex_unlock(&vfm_config_lock);
+	return len;
+}
+
+struct vfm_peers {
+	struct device *self;
+	char *page;
+	int len;
+};
+
+static int vfm_add_peer(struct device *dev, void *data)
+{
+	struct vfm_peers *p = data;
+
+	if (dev != p->self)
+		p->len += sysfs_emit_at(p->page, p->len, " %s", dev_name(dev));
+	return 0;
+}
+
+/*
+ * Peers in the function's IOMMU group can reach it by peer-to-peer DMA,
+ * which no rule sees. The group is walked without vfm_config_lock, with a
+ * reference on the device.
+ */
+static ssize_t vfm_dev_isolation_show(struct config_item *item, char *page)
+{
+	struct vfm_cfg_dev *dev = to_cfg_dev(item);
+	struct vfm_peers peers = { .page = page };
+	struct iommu_group *group;
+	struct vfm_device *vd;
+
+	mutex_lock(&vfm_config_lock);
+	vd = dev->vd;
+	if (vd)
+		get_device(&vd->core.vdev.device);
+	mutex_unlock(&vfm_config_lock);
+	if (!vd)
+		return sysfs_emit(page, "unbound\n");
+
+	peers.self = &vd->core.pdev->dev;
+	group = iommu_group_get(peers.self);
+	if (!group) {
+		peers.len = sysfs_emit(page, "none");
+	} else {
+		peers.len = sysfs_emit(page, "shared");
+		iommu_group_for_each_dev(group, &peers, vfm_add_peer);
+		if (peers.len == strlen("shared"))
+			peers.len = sysfs_emit(page, "singleton");
+		iommu_group_put(group);
+	}
+	put_device(&vd->core.vdev.device);
+	return peers.len + sysfs_emit_at(page, peers.len, "\n");
+}
+
 static ssize_t vfm_dev_error_show(struct config_item *item, char *page)
 {
 	struct vfm_cfg_dev *dev = to_cfg_dev(item);
@@ -763,6 +833,8 @@ CONFIGFS_ATTR_RO(vfm_dev_, state);
 CONFIGFS_ATTR_RO(vfm_dev_, generation);
 CONFIGFS_ATTR_RO(vfm_dev_, pending);
 CONFIGFS_ATTR_RO(vfm_dev_, error);
+CONFIGFS_ATTR_RO(vfm_dev_, warning);
+CONFIGFS_ATTR_RO(vfm_dev_, isolation);
 CONFIGFS_ATTR_RO(vfm_dev_, table_bytes);
 CONFIGFS_ATTR_RO(vfm_dev_, compile_ns);
 
@@ -774,6 +846,8 @@ static struct configfs_attribute *vfm_dev_attrs[] = {
 	&vfm_dev_attr_generation,
 	&vfm_dev_attr_pending,
 	&vfm_dev_attr_error,
+	&vfm_dev_attr_warning,
+	&vfm_dev_attr_isolation,
 	&vfm_dev_attr_table_bytes,
 	&vfm_dev_attr_compile_ns,
 	NULL,
@@ -798,15 +872,18 @@ static const struct config_item_type vfm_dev_type = {
 };
 
 /* The canonical PCI address form, as pci_name(): "0000:01:00.1". */
+/*
+ * pci_name()'s form: "%04x:%02x:%02x.%d", so a domain has four hex digits
+ * or more (Intel VMD's domains start at 0x10000).
+ */
 static bool vfm_valid_bdf(const char *name)
 {
 	unsigned int dom, bus, slot, fn;
-	char tail, canon[16];
+	char tail, canon[24];
 
-	if (strlen(name) != 12 || name[4] != ':' || name[7] != ':' ||
-	    name[10] != '.')
+	if (strlen(name) < 12 || strlen(name) > 16)
 		return false;
-	if (sscanf(name, "%4x:%2x:%2x.%1u%c", &dom, &bus, &slot, &fn,
+	if (sscanf(name, "%8x:%2x:%2x.%1u%c", &dom, &bus, &slot, &fn,
 		   &tail) != 4)
 		return false;
 	if (slot > 0x1f || fn > 7)
@@ -1157,10 +1234,35 @@ static void vfm_drop_traps(struct vfm_device *vd)
 	vd->nr_traps = 0;
 }
 
+/*
+ * Rules on a BAR a VFIO user mapped before: a DMA mapping it made of a
+ * page then stays in its IOMMU container, out of the rules' reach.
+ */
+static void vfm_set_warning(struct vfm_device *vd, const struct vfm_table *tbl)
+{
+	unsigned long bars = 0, mmapped = READ_ONCE(vd->mmapped);
+	unsigned int i;
+	int len = 0;
+
+	for (i = 0; tbl && i <= VFIO_PCI_BAR5_REGION_INDEX; i++)
+		if (tbl->rules->region[i].ruled && test_bit(i, &mmapped))
+			__set_bit(i, &bars);
+	vd->warning[0] = '\0';
+	if (!bars)
+		return;
+	for_each_set_bit(i, &bars, VFIO_PCI_BAR5_REGION_INDEX + 1)
+		len += scnprintf(vd->warning + len, sizeof(vd->warning) - len,
+				 "%sbar%u", len ? " " : "", i);
+	scnprintf(vd->warning + len, sizeof(vd->warning) - len,
+		  " %s mmap'ed before its current rules: DMA mappings made then may still reach ruled pages",
+		  hweight_long(bars) > 1 ? "were" : "was");
+}
+
 /* The device's state once it is open with @tbl (NULL: pass-through). */
 static void vfm_opened(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 		       const struct vfm_table *tbl)
 {
+	vfm_set_warning(vd, tbl);
 	if (dev)
 		dev->error[0] = '\0';
 	vd->open = true;

@@ -126,6 +126,7 @@ static int vfm_open_device(struct vfio_device *core_vdev)
 	if (ret)
 		return ret;
 	vfio_pci_core_finish_enable(&vd->core);
+	WRITE_ONCE(vd->enabled, true);
 
 	/*
 	 * After finish_enable: the table needs the BARs' mmap-ability it
@@ -133,6 +134,7 @@ static int vfm_open_device(struct vfio_device *core_vdev)
 	 */
 	ret = vfm_cfs_open(vd);
 	if (ret) {
+		WRITE_ONCE(vd->enabled, false);
 		vfm_bar_unmap_all(vd);
 		vfio_pci_core_close_device(core_vdev);
 	}
@@ -145,6 +147,7 @@ static void vfm_close_device(struct vfio_device *core_vdev)
 
 	/* No access can be in flight: the last file of the device is gone. */
 	vfm_cfs_close(vd);
+	WRITE_ONCE(vd->enabled, false);
 	vfm_bar_unmap_all(vd);
 	vfio_pci_core_close_device(core_vdev);
 }
@@ -174,13 +177,25 @@ static ssize_t vfm_write(struct vfio_device *core_vdev, const char __user *buf,
 	return vfm_rw_slow(vd, (char __user *)buf, count, ppos, true);
 }
 
+/*
+ * A BAR page the user maps may be DMA-mapped into its IOMMU container,
+ * where it outlives the mapping and any rule added later: remember the
+ * BARs mapped, for the device's "warning".
+ */
 static int vfm_mmap(struct vfio_device *core_vdev, struct vm_area_struct *vma)
 {
 	struct vfm_device *vd = to_vfm(core_vdev);
+	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	int ret;
 
 	if (likely(vfm_passthrough(vd)))
-		return vfio_pci_core_mmap(core_vdev, vma);
-	return vfm_mmap_slow(vd, vma);
+		ret = vfio_pci_core_mmap(core_vdev, vma);
+	else
+		ret = vfm_mmap_slow(vd, vma);
+	if (!ret && index <= VFIO_PCI_BAR5_REGION_INDEX &&
+	    !test_bit(index, &vd->mmapped))
+		set_bit(index, &vd->mmapped);
+	return ret;
 }
 
 /*

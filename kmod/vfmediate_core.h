@@ -199,6 +199,11 @@ struct vfm_cfg_dev;
  * @cfg: the configuration of the same name, or NULL; under vfm_config_lock.
  * @node: in the list of bound devices; under vfm_config_lock.
  * @open: the device is open; under vfm_config_lock.
+ * @mmapped: BARs a VFIO user has mmap'ed since the device was bound
+ *	(bit per BAR index), for @warning.
+ * @warning: what the running table cannot guard; under vfm_config_lock.
+ * @enabled: vfio-pci-core enabled the device for an open (has_vga and the
+ *	like are valid); written by open and close only.
  * @generation: tables compiled so far; under vfm_config_lock.
  * @table_gen: generation of the running table, 0 for pass-through.
  * @table_seq: the configuration sequence number it was compiled from.
@@ -222,6 +227,9 @@ struct vfm_device {
 	struct vfm_cfg_dev *cfg;
 	struct list_head node;
 	bool open;
+	bool enabled;
+	unsigned long mmapped;
+	char warning[VFM_ERR_LEN];
 	u64 generation;
 	u64 table_gen;
 	u64 table_seq;
