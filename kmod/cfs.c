@@ -1254,8 +1254,9 @@ static void vfm_set_warning(struct vfm_device *vd, const struct vfm_table *tbl)
 		len += scnprintf(vd->warning + len, sizeof(vd->warning) - len,
 				 "%sbar%u", len ? " " : "", i);
 	scnprintf(vd->warning + len, sizeof(vd->warning) - len,
-		  " %s mmap'ed before its current rules: DMA mappings made then may still reach ruled pages",
-		  hweight_long(bars) > 1 ? "were" : "was");
+		  " %s mmap'ed before %s current rules: DMA mappings made then may still reach ruled pages",
+		  hweight_long(bars) > 1 ? "were" : "was",
+		  hweight_long(bars) > 1 ? "their" : "its");
 }
 
 /* The device's state once it is open with @tbl (NULL: pass-through). */
@@ -1383,7 +1384,8 @@ void vfm_cfs_close(struct vfm_device *vd)
  * Only valid from the mediator's open(). The pages it touches are no
  * longer mmap-able. A more specific rule of the admin's overrides it.
  *
- * Return: 0, -EINVAL (bad index or access, or not called from open()),
+ * Return: 0, -EINVAL (bad index or access, not called from open(), or a
+ * mediator with neither the handler nor observe() for @access),
  * -ERANGE (outside the region), -ENOSPC (too many ranges).
  */
 int vfm_trap_range(struct vfm_device *vd, unsigned int index, u64 start,

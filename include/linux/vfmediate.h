@@ -96,9 +96,12 @@ struct vfm_device;
  *
  * Handlers work on kernel buffers and may sleep. They run under the
  * core's SRCU read lock, never under a lock the core's writers hold, and
- * may run concurrently with each other and with @show. @check_args,
- * @open and @show run under the core's configuration mutex (@close may):
- * they must not wait for configfs or call request_module().
+ * may run concurrently with each other and with @show. @check_args runs
+ * under the core's configuration mutex: it must not access the device,
+ * wait for configfs or call request_module(). @open, @show and @close
+ * run without it and may access the device; the configuration may change
+ * while @open runs, and the core then closes the mediator and opens it
+ * again.
  */
 struct vfm_mediator_ops {
 	const char *name;
