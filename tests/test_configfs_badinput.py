@@ -505,7 +505,8 @@ def storm_names(rng, config, total):
                  f"{edu_d}/regions", f"{edu_d}/regions/bar0",
                  f"{edu_d}/regions/bar0/rules/id",
                  f"{DEVICES}/{ABSENT_BDF}/regions/rom/rules/r"]
-    bdf_like = [config.edu, ABSENT_BDF, "0000:00:00.0", "ffff:ff:1f.7"]
+    bdf_like = [config.edu, ABSENT_BDF, "0000:00:00.0", "ffff:ff:1f.7",
+                "10000:00:00.0"]
     per = -(-total // (len(points) + len(elsewhere)))
     for parent, kind in points + [(p, None) for p in elsewhere]:
         existing = set(os.fsencode(n) for n in os.listdir(parent))
@@ -659,6 +660,26 @@ def test_bad_names(config):
     t1 = storm_names(rng, config, NAMES)
     t2 = fill_rules(config)
     assert_clean([t1, t2], before, NAMES)
+
+
+@pytest.mark.parametrize("name, err", [
+    ("10000:00:00.0", None),            # Intel VMD's first domain
+    ("fffffff0:e0:1f.7", None),
+    ("010000:00:00.0", errno.EINVAL),   # not how the kernel spells it
+    ("100000000:00:00.0", errno.EINVAL),
+    ("100:00:00.0", errno.EINVAL),
+    ("1000A:00:00.0", errno.EINVAL),
+])
+def test_pci_domains(name, err):
+    """Domains print with four hex digits or more (pci_name())."""
+    path = f"{DEVICES}/{name}"
+    try:
+        os.mkdir(path)
+    except OSError as e:
+        assert e.errno == err, f"mkdir {name}: {e}"
+        return
+    os.rmdir(path)
+    assert err is None, f"mkdir {name} succeeded"
 
 
 def test_bad_values_bound(config, bind):
