@@ -17,7 +17,7 @@
  * guards a byte of the MSI or MSI-X capability it programs) and
  * VFIO_DEVICE_FEATURE (low-power entry refused while PMCSR is guarded,
  * unknown features refused). Resets are not byte accesses: they stay
- * allowed, and mediators hear of them (vfm_reset_done()).
+ * allowed, and mediators hear of them (vfm_reset_notify()).
  */
 #include <linux/mm.h>
 #include <linux/overflow.h>
