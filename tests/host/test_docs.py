@@ -25,7 +25,8 @@ MAN9 = os.path.join(TOP, "man", "vfmediate-mediator.9")
 HEADER = os.path.join(TOP, "include", "linux", "vfmediate.h")
 MEDIATORS = os.path.join(TOP, "kmod", "mediators")
 AUDIT_C = os.path.join(MEDIATORS, "audit.c")
-TEST_ONLY = {"selftest.c"}      # not a mediator: a registration self-test
+TEST_ONLY = {"selftest.c",       # not a mediator: a registration self-test
+             "devread.c"}       # a mediator for the API tests only
 
 
 def _read(path):

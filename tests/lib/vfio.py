@@ -923,11 +923,14 @@ class Device:
     ``Device(bdf)`` opens a new container, the function's group, sets the
     IOMMU (type1v2, else type1) and gets the device fd. Pass ``container``
     (and ``group``, for a second device of the same group) to share them;
-    shared objects are not closed by close()."""
+    shared objects are not closed by close(). ``vf_token`` (a UUID string)
+    is appended to the name as "BDF vf_token=UUID": it sets the token of a
+    PF bound to a vfio-pci-core driver, and a VF of such a PF needs it."""
 
     def __init__(self, bdf: str, container: Optional[Container] = None,
                  group: Optional[Group] = None,
-                 iommu_type: Optional[int] = None):
+                 iommu_type: Optional[int] = None,
+                 vf_token: Optional[str] = None):
         self.bdf = bdf
         self.fd = -1
         self._own_container = False
@@ -951,7 +954,8 @@ class Device:
                 group.set_container(container)
             if container.iommu_type is None:
                 container.set_iommu(iommu_type)
-            self.fd = group.get_device_fd(bdf)
+            self.fd = group.get_device_fd(
+                bdf if vf_token is None else f"{bdf} vf_token={vf_token}")
         except BaseException:
             self.close()
             raise
