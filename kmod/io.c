@@ -127,7 +127,8 @@ static void vfm_bar_loop(struct vfm_device *vd, unsigned int bar,
  * @iswrite: write @buf to the device, or read into it
  *
  * Return: @count; -EINVAL outside the BAR; -EIO while memory decoding is
- * off or the function is in a low-power state; -ENOMEM.
+ * off or the function is in a low-power state; -EBUSY from a mediator's
+ * open() while vfio-pci-core holds memory_lock (see above); -ENOMEM.
  */
 ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
 		   size_t count, u64 off, bool iswrite)
@@ -147,7 +148,15 @@ ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
 
 	mem = pci_resource_flags(pdev, bar) & IORESOURCE_MEM;
 	if (mem) {
-		down_read(&core->memory_lock);
+		/*
+		 * A mediator's open() runs under vfio's device set lock, which
+		 * a PF's sriov_configure waits for (its VFs join the set) while
+		 * holding the PF's memory_lock: never wait for it there.
+		 */
+		if (!vd->open_ops)
+			down_read(&core->memory_lock);
+		else if (!down_read_trylock(&core->memory_lock))
+			return -EBUSY;
 		if (!vfm_memory_enabled(core)) {
 			up_read(&core->memory_lock);
 			return -EIO;
