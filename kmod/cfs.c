@@ -661,6 +661,23 @@ out:
 	return ret ?: count;
 }
 
+/*
+ * Mediator code that runs outside a VFIO user's own access, open() and
+ * show(), must not wait for memory_lock (io.c): mark the task, one at a
+ * time per device.
+ */
+static void vfm_nowait_begin(struct vfm_device *vd)
+{
+	mutex_lock(&vd->nowait_lock);
+	WRITE_ONCE(vd->nowait_task, current);
+}
+
+static void vfm_nowait_end(struct vfm_device *vd)
+{
+	WRITE_ONCE(vd->nowait_task, NULL);
+	mutex_unlock(&vd->nowait_lock);
+}
+
 /* The running mediator's own report, while the device is open. */
 static ssize_t vfm_dev_mediator_state_show(struct config_item *item,
 					   char *page)
@@ -686,11 +703,13 @@ static ssize_t vfm_dev_mediator_state_show(struct config_item *item,
 	if (!vd)
 		return 0;
 
+	vfm_nowait_begin(vd);
 	idx = srcu_read_lock(&vd->srcu);
 	tbl = srcu_dereference(vd->table, &vd->srcu);
 	if (tbl->mops && tbl->mops->show)
 		len = tbl->mops->show(vd, tbl->mpriv, page);
 	srcu_read_unlock(&vd->srcu, idx);
+	vfm_nowait_end(vd);
 	put_device(&vd->core.vdev.device);
 	return len;
 }
@@ -1098,8 +1117,11 @@ static int vfm_open_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 	vd->nr_traps = 0;
 	vd->open_ops = ops;
 	ret = vd->traps ? 0 : -ENOMEM;
-	if (!ret && ops->open)
+	if (!ret && ops->open) {
+		vfm_nowait_begin(vd);
 		ret = ops->open(vd, ctx->args, &priv);
+		vfm_nowait_end(vd);
+	}
 	vd->open_ops = NULL;
 	if (ret) {
 		module_put(ops->owner);

@@ -128,7 +128,8 @@ static void vfm_bar_loop(struct vfm_device *vd, unsigned int bar,
  *
  * Return: @count; -EINVAL outside the BAR; -EIO while memory decoding is
  * off or the function is in a low-power state; -EBUSY from a mediator's
- * open() while vfio-pci-core holds memory_lock (see above); -ENOMEM.
+ * open() or show() while vfio-pci-core holds memory_lock (see above);
+ * -ENOMEM.
  */
 ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
 		   size_t count, u64 off, bool iswrite)
@@ -149,11 +150,12 @@ ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
 	mem = pci_resource_flags(pdev, bar) & IORESOURCE_MEM;
 	if (mem) {
 		/*
-		 * A mediator's open() runs under vfio's device set lock, which
-		 * a PF's sriov_configure waits for (its VFs join the set) while
-		 * holding the PF's memory_lock: never wait for it there.
+		 * A PF's sriov_configure holds its memory_lock while it waits
+		 * for vfio's device set lock (its new VFs join the set). A
+		 * mediator's open() runs under that lock, and close waits under
+		 * it for show() to finish: neither may wait for memory_lock.
 		 */
-		if (!vd->open_ops)
+		if (READ_ONCE(vd->nowait_task) != current)
 			down_read(&core->memory_lock);
 		else if (!down_read_trylock(&core->memory_lock))
 			return -EBUSY;

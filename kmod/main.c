@@ -101,6 +101,7 @@ static int vfm_init_dev(struct vfio_device *core_vdev)
 
 	mutex_init(&vd->cfg_lock);
 	mutex_init(&vd->io_lock);
+	mutex_init(&vd->nowait_lock);
 	INIT_LIST_HEAD(&vd->node);
 	vfm_table_init(vd);
 	return 0;
@@ -110,6 +111,7 @@ static void vfm_release_dev(struct vfio_device *core_vdev)
 {
 	struct vfm_device *vd = to_vfm(core_vdev);
 
+	mutex_destroy(&vd->nowait_lock);
 	mutex_destroy(&vd->io_lock);
 	mutex_destroy(&vd->cfg_lock);
 	cleanup_srcu_struct(&vd->srcu);

@@ -212,6 +212,8 @@ struct vfm_cfg_dev;
  * @traps: ranges the opening mediator asked for; only during open, which
  *	vfio runs for one opener of a device at a time.
  * @open_ops: the mediator being opened; only during its open().
+ * @nowait_task: the task running the mediator's open() or show(), whose
+ *	BAR accesses must not wait for memory_lock (io.c); under @nowait_lock.
  * @rules: the rules of the last table compiled, for the next open to
  *	reuse if nothing changed; under vfm_config_lock.
  * @io_lock: serializes mapping @bar_io.
@@ -238,6 +240,8 @@ struct vfm_device {
 	struct vfm_trap *traps;
 	u32 nr_traps;
 	const struct vfm_mediator_ops *open_ops;
+	struct mutex nowait_lock;	/* one @nowait_task at a time */
+	struct task_struct *nowait_task;
 	struct vfm_rules *rules;
 	struct mutex io_lock;		/* mapping @bar_io */
 	void __iomem *bar_io[PCI_STD_NUM_BARS];

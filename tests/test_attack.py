@@ -27,6 +27,7 @@ variant cannot run here (skip), 3 the program itself failed. Each prints
 a last line "result: key=value ...".
 """
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -223,7 +224,9 @@ def test_ioeventfd_uffd_onto_ro_register(edu_vfm, nobody, uffd_for_users):
         r = nobody(edu_vfm, "ioeventfd", "uffd", 0, EDU_LIVE, FREE_PAGE)
     if r.rc == SKIP:
         pytest.skip(r.out)
-    assert "uffd: faults=1" in r.out, r
+    # vfmediate decides without reading the argument at all now, so the
+    # trap may never fire; before the fix it fired once, in its copy.
+    assert re.search(r"uffd: faults=[01]\b", r.out), r
     assert r.rc == HELD and r["wins"] == 0, \
         f"an ioeventfd was registered on the ro register: {r}"
     assert r["EPERM"] == 1, r
@@ -323,7 +326,9 @@ def test_set_irqs_uffd_under_msix_guard(igb_vfm, nobody, uffd_for_users):
         r = nobody(igb_vfm, "irqs", "uffd")
     if r.rc == SKIP:
         pytest.skip(r.out)
-    assert "uffd: faults=1" in r.out, r
+    # vfmediate decides without reading the argument at all now, so the
+    # trap may never fire; before the fix it fired once, in its copy.
+    assert re.search(r"uffd: faults=[01]\b", r.out), r
     assert r.rc == HELD and r["wins"] == 0, \
         f"MSI-X enabled under a ro rule: {r}"
     assert r["EPERM"] == 1, r

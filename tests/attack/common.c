@@ -240,7 +240,8 @@ static int open_uffd(void)
 {
 	int fd, dev;
 
-	fd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	/* Non-blocking: poll() can report a fault that is gone by read(). */
+	fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (fd >= 0 || errno != EPERM)
 		return fd;
 	/* 6.1+: /dev/userfaultfd, when the admin opened it to this user */
@@ -249,7 +250,7 @@ static int open_uffd(void)
 		errno = EPERM;
 		return -1;
 	}
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 	close(dev);
 	return fd;
 }
@@ -292,10 +293,13 @@ static void *uffd_split_run(void *arg)
 	struct uffdio_copy copy = { 0 };
 	struct uffd_msg msg;
 
-	if (poll(&pfd, 1, 2000) != 1)
+	if (poll(&pfd, 1, 2000) != 1 || !(pfd.revents & POLLIN))
 		return NULL;
-	if (read(s->uffd, &msg, sizeof(msg)) != sizeof(msg))
+	if (read(s->uffd, &msg, sizeof(msg)) != sizeof(msg)) {
+		if (errno == EAGAIN)
+			return NULL;
 		die("read uffd");
+	}
 	if (msg.event != UFFD_EVENT_PAGEFAULT)
 		return NULL;
 	s->faults++;
