@@ -1075,10 +1075,12 @@ static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx)
 
 	lockdep_assert_held(&vfm_config_lock);
 	*ctx = (struct vfm_open_ctx){ .dev = vd->cfg };
-	if (!ctx->dev || !vfm_cfg_active(ctx->dev))
+	if (!ctx->dev)
+		return 0;
+	ctx->seq = ctx->dev->seq;
+	if (!vfm_cfg_active(ctx->dev))
 		return 0;
 	ctx->active = true;
-	ctx->seq = ctx->dev->seq;
 	ops = vfm_cfg_ops(ctx->dev);
 	if (!ops)
 		return 0;

@@ -241,6 +241,13 @@ def _blocked_tasks(kmsg):
     return "\n".join(kmsg.read()[-200:])
 
 
+@pytest.mark.skipif(
+    DEBUG_KERNEL,
+    reason="lockdep reports vfio-pci-core's own inversion here, whatever the "
+    "driver: sriov_configure takes a new VF's dev_set->lock under the PF's "
+    "memory_lock, close_device takes memory_lock under dev_set->lock "
+    "(vfio_pci_core_disable); the report switches lockdep off, so the "
+    "Debian kernels' hang detection is what proves hole 9")
 def test_show_and_open_outside_config_lock_during_sriov(
         pf_on_vfmediate, dmesg_clean):
     pf, n = pf_on_vfmediate
