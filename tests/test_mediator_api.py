@@ -289,8 +289,18 @@ def test_show_and_open_outside_config_lock_during_sriov(
                     if toggled[0] >= toggles:
                         stop.set()
 
+                busy = [0]
+
                 def show():
-                    s = v.mediator_state
+                    # show() does not wait for memory_lock, which
+                    # sriov_configure holds: EBUSY then, by design.
+                    try:
+                        s = v.mediator_state
+                    except OSError as e:
+                        if e.errno != errno.EBUSY:
+                            raise
+                        busy[0] += 1
+                        return
                     m = DEVREAD_STATE.fullmatch(s)
                     if not m or int(m[1], 16) != first:
                         bad_state.append(s)
@@ -335,13 +345,13 @@ def test_show_and_open_outside_config_lock_during_sriov(
                     if t.error is not None:
                         raise t.error
                 assert toggled[0] == toggles
-                assert pool[1].rounds > 0
+                assert pool[1].rounds > busy[0]
                 assert bad_state == []
                 # The PF stayed open and readable throughout.
                 assert dev.read32(BAR0, 0) == first
                 val, reads, _ = devread_state(v)
-                assert val == first and reads >= pool[1].rounds + 2
-                print(f"toggles={toggled[0]} shows={pool[1].rounds} "
+                assert val == first and reads >= pool[1].rounds - busy[0] + 2
+                print(f"toggles={toggled[0]} shows={pool[1].rounds} busy={busy[0]} "
                       f"vf_opens={vf_opens[0]}")
         finally:
             for o in others:
