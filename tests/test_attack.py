@@ -36,7 +36,7 @@ import pytest
 
 import pci
 import vfm
-from budget import scaled
+from budget import DEBUG_KERNEL, scaled
 from policy import EDU_LIVE
 from vfio import Device, IRQ_ERR, IRQ_INTX, IRQ_MSI, IRQ_MSIX, IRQ_REQ
 from vfm import Vfm
@@ -252,8 +252,15 @@ BAR_WRITE_RULES = {     # name -> (action, access, range, audit)
 }
 
 
+# Under the debug kernel one offset, and below one guarding action: the
+# decision does not depend on them, and what KASAN and lockdep see of the
+# path is the same (tests/lib/budget.py).
+WHERE = [FREE_PAGE] if DEBUG_KERNEL else [FREE_PAGE, 0x8, EDU_LIVE]
+GUARDS = ["ro"] if DEBUG_KERNEL else ["ro", "deny", "ignore"]
+
+
 @pytest.mark.parametrize("case", sorted(BAR_WRITE_RULES))
-@pytest.mark.parametrize("where", [FREE_PAGE, 0x8, EDU_LIVE])
+@pytest.mark.parametrize("where", WHERE)
 def test_ioeventfd_refused_anywhere_under_bar_write_rule(edu_vfm, nobody,
                                                          case, where):
     """Any BAR write rule refuses every ioeventfd of the device: on an
@@ -346,7 +353,7 @@ CALLS = {       # name -> (index, start, count, action)
 }
 
 
-@pytest.mark.parametrize("action", ["ro", "deny", "ignore"])
+@pytest.mark.parametrize("action", GUARDS)
 @pytest.mark.parametrize("call", sorted(CALLS))
 def test_set_irqs_refused_whatever_the_call(igb_vfm, nobody, call, action):
     with Vfm(igb_vfm) as v:
