@@ -3,6 +3,7 @@
 # vfmediate top-level build.
 #
 #   make            build the kernel modules for every supported kernel
+#                   and the vfmediate(8) command line tool (cli/)
 #   make check      install dependencies, build the debug kernel if it is
 #                   stale, run the guest test suite on every supported
 #                   kernel and on the debug kernel (the CI entry point)
@@ -21,9 +22,9 @@ KERNELS := $(if $(KVER),$(KVER),$(shell tests/vm/kernels))
 PYTEST_ARGS ?=
 export PYTEST_ARGS
 
-.PHONY: all deps modules check check-kernels kcheck hostcheck vm clean debug-kernel check-debug
+.PHONY: all deps modules cli check check-kernels kcheck hostcheck vm clean debug-kernel check-debug
 
-all: modules
+all: modules cli
 
 deps:
 	@scripts/install-deps
@@ -31,12 +32,19 @@ deps:
 modules:
 	@set -e; for k in $(KERNELS); do $(MAKE) -C kmod KVER=$$k; done
 
+# The CLI; the guest tests run the binary built here.
+cli:
+	@$(MAKE) --no-print-directory -C cli
+
 # checkpatch --strict and sparse over kmod/ and include/.
 kcheck:
 	@$(MAKE) --no-print-directory -C kmod check KVER="$(KERNELS)"
 
-# Host-side checks: uAPI layouts, docs and schema renderings.
+# Host-side checks: the CLI builds warning-free (and is then there for
+# the guest suite's tests/test_cli.py), uAPI layouts, docs and schema
+# renderings.
 hostcheck:
+	@$(MAKE) --no-print-directory -C cli CFLAGS+=-Werror
 	@/usr/bin/python3 -m pytest -p no:cacheprovider --noconftest -q tests/host/
 
 # Deps come first and in their own make: the kernel list is only known
@@ -94,3 +102,4 @@ bench-kernels:
 
 clean:
 	rm -rf build
+	@$(MAKE) --no-print-directory -C cli clean
