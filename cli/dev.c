@@ -100,7 +100,7 @@ int do_show(int argc, char **argv)
 		ret = vnl_dev_get(h, bdf, out);
 		vnl_close(h);
 		if (ret) {
-			if (bdf && ret == -ENODEV)
+			if (bdf && (ret == -ENODEV || ret == -ENOENT))
 				err("%s: not bound to vfmediate and not configured",
 				    bdf);
 			else
@@ -280,7 +280,7 @@ static void dev_undo(const char *bdf, bool made)
 int do_attach(int argc, char **argv)
 {
 	const char *bdf, *name, *args = NULL;
-	char p[512], old[64] = "";
+	char p[512], old[64] = "", oldargs[MED_ARGS_MAX + 2] = "";
 	bool made;
 	int ret;
 
@@ -316,6 +316,9 @@ int do_attach(int argc, char **argv)
 		return EXIT_FAIL;
 	dev_path(p, sizeof(p), bdf, "mediator");
 	cfs_read(p, old, sizeof(old));
+	dev_path(p, sizeof(p), bdf, "mediator_args");
+	cfs_read(p, oldargs, sizeof(oldargs));
+	dev_path(p, sizeof(p), bdf, "mediator");
 	ret = cfs_write(p, name);
 	if (ret) {
 		report_write(bdf, NULL, "mediator", name, ret);
@@ -329,9 +332,13 @@ int do_attach(int argc, char **argv)
 	if (ret) {
 		report_write(bdf, NULL, "mediator_args", args, ret);
 		/* Put back the mediator we found: attach is all or nothing. */
-		dev_path(p, sizeof(p), bdf, "mediator");
-		if (strcmp(old, name))
+		if (strcmp(old, name)) {
+			dev_path(p, sizeof(p), bdf, "mediator");
 			cfs_write(p, old);
+		}
+		dev_path(p, sizeof(p), bdf, "mediator_args");
+		if (*old)
+			cfs_write(p, oldargs);
 		dev_undo(bdf, made);
 		return EXIT_FAIL;
 	}

@@ -302,7 +302,8 @@ static const struct cmd rule_cmds[] = {
 int do_rule(int argc, char **argv)
 {
 	if (argc < 2 || is_help(argv[1])) {
-		printf("Usage: vfmediate [-j] [-p] rule " ADD_USAGE "\n"
+		fprintf(argc < 2 ? stderr : stdout,
+		       "Usage: vfmediate [-j] [-p] rule " ADD_USAGE "\n"
 		       "       vfmediate rule del BDF REGION NAME\n"
 		       "       vfmediate [-j] [-p] rule list [BDF]\n"
 		       "       vfmediate rule set BDF REGION NAME KEY VALUE\n"

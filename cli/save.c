@@ -207,7 +207,7 @@ static int check_rule(struct ctx *c, const char *bdf, const char *region,
 	const char *name, *range, *access, *action, *why;
 	struct json_object *o;
 	uint64_t s, e;
-	char buf[64];
+	char buf[64], why2[160];
 	size_t i;
 
 	if (check_keys(c, r, "a rule", rule_keys, "ssssb"))
@@ -229,8 +229,8 @@ static int check_rule(struct ctx *c, const char *bdf, const char *region,
 	if (*range) {
 		if (parse_range(range, &s, &e, &why))
 			return bad(c, "range '%s': %s", range, why);
-		if (check_range(bdf, region, name, range))
-			return -1;
+		if (range_fits(bdf, region, s, e, why2, sizeof(why2)))
+			return bad(c, "%s", why2);
 		snprintf(buf, sizeof(buf), "0x%" PRIx64 "-0x%" PRIx64, s, e);
 		range = buf;
 	}

@@ -80,7 +80,7 @@ static int get_stats(const char *bdf, struct json_object **outp)
 	} else if (!ret) {
 		ret = vnl_stats_get(h, bdf, out);
 		vnl_close(h);
-		if (ret == -ENODEV && bdf)
+		if ((ret == -ENODEV || ret == -ENOENT) && bdf)
 			err("%s: not bound to vfmediate and not configured", bdf);
 		else if (ret)
 			err("stats: %s", vnl_why(ret));

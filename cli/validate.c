@@ -246,31 +246,47 @@ static void region_label(char *buf, size_t len, const char *region)
 		buf[i] = toupper((unsigned char)buf[i]);
 }
 
+/*
+ * Whether [START, END] fits the region the function has; when not, why
+ * in BUF. A function that does not exist (yet) is not checked.
+ */
+int range_fits(const char *bdf, const char *region, uint64_t start,
+	       uint64_t end, char *buf, size_t len)
+{
+	uint64_t size;
+	char label[16];
+
+	if (region_size(bdf, region, &size))
+		return 0;
+	region_label(label, sizeof(label), region);
+	if (!size) {
+		snprintf(buf, len, "the function has no %s", label);
+		return -1;
+	}
+	if (end >= size) {
+		snprintf(buf, len, "range 0x%" PRIx64 "-0x%" PRIx64
+			 " lies outside %s (size 0x%" PRIx64 ")", start, end,
+			 label, size);
+		return -1;
+	}
+	return 0;
+}
+
 /* Print why RANGE is not good for RULE, return 0 when it is. */
 int check_range(const char *bdf, const char *region, const char *rule,
 		const char *range)
 {
-	uint64_t start, end, size;
+	uint64_t start, end;
 	const char *why;
-	char label[16];
+	char buf[160];
 
 	if (parse_range(range, &start, &end, &why)) {
 		err("%s: %s rule '%s': range '%s': %s", bdf, region, rule,
 		    range, why);
 		return -1;
 	}
-	if (region_size(bdf, region, &size))
-		return 0;
-	region_label(label, sizeof(label), region);
-	if (!size) {
-		err("%s: %s rule '%s': the function has no %s", bdf, region,
-		    rule, label);
-		return -1;
-	}
-	if (end >= size) {
-		err("%s: %s rule '%s': range 0x%" PRIx64 "-0x%" PRIx64
-		    " lies outside %s (size 0x%" PRIx64 ")", bdf, region, rule,
-		    start, end, label, size);
+	if (range_fits(bdf, region, start, end, buf, sizeof(buf))) {
+		err("%s: %s rule '%s': %s", bdf, region, rule, buf);
 		return -1;
 	}
 	return 0;

@@ -65,6 +65,8 @@ int parse_onoff(const char *s);
 int parse_range(const char *s, uint64_t *start, uint64_t *end,
 		const char **why);
 int region_size(const char *bdf, const char *region, uint64_t *size);
+int range_fits(const char *bdf, const char *region, uint64_t start,
+	       uint64_t end, char *buf, size_t len);
 int check_range(const char *bdf, const char *region, const char *rule,
 		const char *range);
 int check_bdf_arg(const char *cmd, const char *bdf);
