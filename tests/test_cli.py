@@ -400,15 +400,43 @@ def test_bind_unbind(cli, edu):
         pci.restore(edu)
 
 
-def test_bind_needs_no_host_driver_in_group(cli, nvme_vf):
-    """Every function of the test machine has its own IOMMU group, so
-    the group check passes; its refusal is covered by the message test
-    in the man page only (no shared group to build here)."""
-    group = pci.iommu_group_devices(nvme_vf)
-    assert group == [nvme_vf]
+def test_bind_refuses_a_group_with_host_drivers(cli):
+    """q35's ICH9 functions (LPC 00:1f.0, SATA 00:1f.2, SMBus 00:1f.3)
+    share one IOMMU group: with i2c_i801 bound to the SMBus function,
+    binding the LPC function is refused, naming the peer and its driver,
+    and nothing changes."""
+    lpc, smbus = "0000:00:1f.0", "0000:00:1f.3"
+    group = pci.iommu_group_devices(lpc)
+    assert smbus in group and len(group) >= 2
+    loaded = os.path.exists("/sys/module/i2c_i801")
+    pci.modprobe("i2c_i801")
+    try:
+        assert pci.driver(smbus) == "i801_smbus"
+        before = (pci.driver(lpc), pci.driver_override(lpc))
+        err = fails(1, rf"^vfmediate: {lpc}: IOMMU group \d+ also holds a "
+                    rf"function bound to host drivers: {smbus} \(i801_smbus\)"
+                    r"; unbind it or bind it to vfio-pci or vfmediate first$",
+                    "bind", lpc)
+        assert err.count("\n") == 1
+        assert (pci.driver(lpc), pci.driver_override(lpc)) == before
+    finally:
+        if not loaded:
+            subprocess.run(["rmmod", "i2c_i801"], capture_output=True)
+
+
+def test_bind_singleton_group(cli, nvme_vf, netlink):
+    """A VF alone in its IOMMU group binds; netlink shows a bound device
+    that has no configuration, configfs alone cannot."""
+    assert pci.iommu_group_devices(nvme_vf) == [nvme_vf]
     ok("bind", nvme_vf)
     try:
         assert pci.driver(nvme_vf) == "vfmediate"
+        if netlink:
+            d = jrun("show", nvme_vf)[0]
+            assert (d["state"], d["configured"]) == ("bound", False)
+            assert nvme_vf in [x["device"] for x in jrun("show")]
+        else:
+            fails(1, rf"{nvme_vf}: not configured", "show", nvme_vf)
     finally:
         pci.restore(nvme_vf)
 
