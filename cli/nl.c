@@ -410,21 +410,54 @@ static struct json_object *region_stats(struct nlattr *nest)
 	return o;
 }
 
-static int stats_reply(struct nlattr **tb, struct json_object *out)
+/* The object of device NAME in the array OUT, made when not there. */
+static struct json_object *stats_dev(struct json_object *out, const char *name)
 {
-	struct json_object *o = json_object_new_object();
+	struct json_object *o;
+	size_t i;
 
-	put_str(o, "device", tb[VFMEDIATE_A_DEV_NAME]);
-	put_u64(o, "generation", tb[VFMEDIATE_A_DEV_GENERATION]);
-	put_u64(o, "resets", tb[VFMEDIATE_A_DEV_RESETS]);
+	for (i = 0; i < json_object_array_length(out); i++) {
+		o = json_object_array_get_idx(out, i);
+		if (!strcmp(jstr(o, "device"), name))
+			return o;
+	}
+	o = json_object_new_object();
+	jadd_str(o, "device", name);
 	json_object_object_add(o, "regions", json_object_new_array());
 	json_object_array_add(out, o);
-	return 0;
+	return o;
+}
+
+/* Append the actions and rules of region R to its namesake in REGIONS. */
+static void stats_merge(struct json_object *regions, struct json_object *r)
+{
+	struct json_object *o, *from, *to;
+	const char *keys[] = { "actions", "rules" };
+	size_t i, j, k;
+
+	for (i = 0; i < json_object_array_length(regions); i++) {
+		o = json_object_array_get_idx(regions, i);
+		if (strcmp(jstr(o, "region"), jstr(r, "region")))
+			continue;
+		for (k = 0; k < 2; k++) {
+			from = json_object_object_get(r, keys[k]);
+			to = json_object_object_get(o, keys[k]);
+			for (j = 0; j < json_object_array_length(from); j++)
+				json_object_array_add(to, json_object_get(
+					json_object_array_get_idx(from, j)));
+		}
+		json_object_put(r);
+		return;
+	}
+	json_object_array_add(regions, r);
 }
 
 /*
- * STATS_GET replies hold REGION nests repeated at the top level, which
- * genlmsg_parse would fold into one: walk the attributes ourselves.
+ * A STATS_GET dump sends one message per region of a device, and a
+ * region with many rules over several messages (the sums in the first):
+ * merge them into one object per device, one per region. REGION may
+ * repeat at the top level, which genlmsg_parse would fold into one:
+ * walk the attributes ourselves.
  */
 static int on_stats(struct nl_msg *msg, void *arg)
 {
@@ -432,21 +465,24 @@ static int on_stats(struct nl_msg *msg, void *arg)
 	struct nlmsghdr *nlh = nlmsg_hdr(msg);
 	struct json_object *dev, *regions, *r;
 	struct req *q = arg;
+	char name[32];
 	int rem;
 
-	if (genlmsg_parse(nlh, 0, tb, VFMEDIATE_A_MAX, NULL) < 0)
+	if (genlmsg_parse(nlh, 0, tb, VFMEDIATE_A_MAX, NULL) < 0 ||
+	    !tb[VFMEDIATE_A_DEV_NAME])
 		return NL_SKIP;
-	stats_reply(tb, q->out);
-	dev = json_object_array_get_idx(q->out,
-					json_object_array_length(q->out) - 1);
-	json_object_object_get_ex(dev, "regions", &regions);
+	nla_strlcpy(name, tb[VFMEDIATE_A_DEV_NAME], sizeof(name));
+	dev = stats_dev(q->out, name);
+	put_u64(dev, "generation", tb[VFMEDIATE_A_DEV_GENERATION]);
+	put_u64(dev, "resets", tb[VFMEDIATE_A_DEV_RESETS]);
+	regions = json_object_object_get(dev, "regions");
 	nla_for_each_attr(a, genlmsg_attrdata(nlmsg_data(nlh), 0),
 			  genlmsg_attrlen(nlmsg_data(nlh), 0), rem) {
 		if (nla_type(a) != VFMEDIATE_A_REGION)
 			continue;
 		r = region_stats(a);
 		if (r)
-			json_object_array_add(regions, r);
+			stats_merge(regions, r);
 	}
 	return NL_OK;
 }
@@ -455,7 +491,8 @@ int vnl_stats_get(struct vnl *h, const char *bdf, struct json_object *out)
 {
 	struct nl_msg *msg = nlmsg_alloc();
 	struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
-	int flags = NLM_F_ACK | (bdf ? 0 : NLM_F_DUMP);
+	/* STATS_GET is a dump; a name in it narrows it to one device. */
+	int flags = NLM_F_ACK | NLM_F_DUMP;
 	struct req r = { .out = out };
 	int ret = -ENOMEM;
 
@@ -485,6 +522,9 @@ int vnl_stats_get(struct vnl *h, const char *bdf, struct json_object *out)
 	}
 	if (!ret)
 		ret = r.err;
+	/* A configured device without rules sends nothing: show it empty. */
+	if (!ret && bdf)
+		stats_dev(out, bdf);
 out:
 	nlmsg_free(msg);
 	nl_cb_put(cb);
