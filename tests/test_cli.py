@@ -734,31 +734,66 @@ def test_stats_watch(cli, edu):
 
 
 def test_monitor(cli, edu, netlink):
+    """Two listeners, JSON and text, see the same events, in order: the
+    bind, the open (configuration applied, then opened), one refused and
+    one audited access (one per rule: a rule's second access could be
+    coalesced), the close and the unbind."""
     if not netlink:
         pytest.skip("the kernel has no vfmediate netlink family yet "
                     "(kmod/netlink.c)")
-    mon = subprocess.Popen([CLI, "monitor", "-j", "-c", "4"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    n = 7
+    mons = [subprocess.Popen([CLI, *fmt, "monitor", "-c", str(n)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for fmt in (["-j"], [])]
+    outs = []
     try:
-        time.sleep(1)           # subscribed before the first event
+        time.sleep(1)           # both subscribed before the first event
         ok("bind", edu)
-        ok("rule", "add", edu, "bar0", "guard", "0x0-0x3", "ro")
-        touch_edu(edu, 1)
-        out, err = mon.communicate(timeout=30)
+        ok("rule", "add", edu, "bar0", "id", "0x0-0x3", "deny", "access", "w")
+        ok("rule", "add", edu, "bar0", "fact", "0x8+4", "pass", "audit", "on")
+        with Device(edu) as dev:
+            dev.enable_bus_master()
+            with pytest.raises(OSError):
+                dev.write(BAR0, EDU_ID, 4, 1)
+            dev.read(BAR0, 0x8, 4)
+        ok("unbind", edu)
+        for m in mons:
+            out, err = m.communicate(timeout=30)
+            assert m.returncode == 0, err
+            outs.append(out)
     finally:
-        if mon.poll() is None:
-            mon.kill()
-            mon.wait()
+        for m in mons:
+            if m.poll() is None:
+                m.kill()
+                m.communicate()
         vfm.purge(edu)
         pci.restore(edu)
-    assert mon.returncode == 0, err
-    events = [json.loads(ln) for ln in out.splitlines()]
-    assert len(events) == 4
-    names = [e["event"] for e in events]
-    assert names[0] == "bound" and events[0]["device"] == edu
-    assert "opened" in names or "config-applied" in names
-    refused = [e for e in events if e["event"] == "access-refused"]
-    if refused:
-        assert refused[0]["rule"] == "guard"
-        assert refused[0]["direction"] == "write"
+    events = [json.loads(ln) for ln in outs[0].splitlines()]
+    assert [(e["event"], e["device"]) for e in events] == [
+        ("bound", edu), ("config-applied", edu), ("opened", edu),
+        ("access-refused", edu), ("access-audited", edu), ("closed", edu),
+        ("unbound", edu)]
+    gen = events[1]["generation"]
+    assert gen >= 1 and events[2]["generation"] == gen
+    refused, audited = events[3], events[4]
+    assert {k: refused[k] for k in ("region", "region_index", "offset",
+                                    "size", "direction", "rule",
+                                    "action")} == \
+        {"region": "bar0", "region_index": 0, "offset": 0, "size": 4,
+         "direction": "write", "rule": "id", "action": "deny"}
+    assert {k: audited[k] for k in ("region", "offset", "size",
+                                    "direction", "rule", "action")} == \
+        {"region": "bar0", "offset": 8, "size": 4, "direction": "read",
+         "rule": "fact", "action": "pass"}
+    for e in (refused, audited):
+        assert e.get("suppressed", 0) == 0
+        if "pid" in e:          # where the group is CAP_NET_ADMIN only
+            assert (e["pid"], e["comm"]) == (os.getpid(), "python3")
+        else:
+            assert os.uname().release.startswith("6.1.")
+    lines = outs[1].splitlines()
+    assert len(lines) == n
+    for e, line in zip(events, lines):
+        assert line.startswith(f"{e['event']} {edu}"), line
+    assert lines[0] == f"bound {edu}"
+    assert re.search(r" rule 'id' .*action 'deny'", lines[3]), lines[3]
