@@ -177,7 +177,8 @@ const char *cfs_why(const char *attr, int e)
 			return "not r, w or rw, or a direction the trap rule's mediator does not handle";
 	} else if (!strcmp(attr, "mediator")) {
 		if (e == ENOENT)
-			return "no such mediator: none is registered and no installed module provides it (see vfmediate mediators)";
+			return "no such mediator: none is registered and no "
+			       "installed module provides it (see vfmediate mediators)";
 		if (e == EBUSY)
 			return "a trap rule of the device needs the mediator: delete the trap rules first";
 		if (e == EINVAL)

@@ -47,7 +47,8 @@ const char *vnl_why(int e)
 		e = -e;
 	switch (e) {
 	case ENOENT:
-		return "the vfmediate netlink family is not registered (is the vfmediate module loaded? modprobe vfmediate)";
+		return "the vfmediate netlink family is not registered "
+		       "(is the vfmediate module loaded? modprobe vfmediate)";
 	case ENODEV:
 		return "no such device: not bound to vfmediate and not configured";
 	case EPERM:
@@ -399,11 +400,15 @@ static struct json_object *region_stats(struct nlattr *nest)
 	actions = json_object_new_array();
 	rules = json_object_new_array();
 	nla_for_each_nested(a, nest, rem) {
-		x = NULL;
-		if (nla_type(a) == VFMEDIATE_A_ACTION_STATS && (x = action_stats(a)))
-			json_object_array_add(actions, x);
-		else if (nla_type(a) == VFMEDIATE_A_RULE && (x = rule_stats(a)))
-			json_object_array_add(rules, x);
+		if (nla_type(a) == VFMEDIATE_A_ACTION_STATS) {
+			x = action_stats(a);
+			if (x)
+				json_object_array_add(actions, x);
+		} else if (nla_type(a) == VFMEDIATE_A_RULE) {
+			x = rule_stats(a);
+			if (x)
+				json_object_array_add(rules, x);
+		}
 	}
 	json_object_object_add(o, "actions", actions);
 	json_object_object_add(o, "rules", rules);
@@ -432,7 +437,7 @@ static struct json_object *stats_dev(struct json_object *out, const char *name)
 static void stats_merge(struct json_object *regions, struct json_object *r)
 {
 	struct json_object *o, *from, *to;
-	const char *keys[] = { "actions", "rules" };
+	static const char *const keys[] = { "actions", "rules" };
 	size_t i, j, k;
 
 	for (i = 0; i < json_object_array_length(regions); i++) {

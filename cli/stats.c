@@ -12,6 +12,8 @@
 
 #include "vfm.h"
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 /*
  * Counters of BDF (NULL: every device) as an array of devices. Netlink
  * when the family is there; else the rule hit counters of configfs,
@@ -250,7 +252,7 @@ static void prometheus(struct json_object *devs)
 	size_t m;
 
 	prom_devices(devs);
-	for (m = 0; m < sizeof(prom_metrics) / sizeof(prom_metrics[0]); m++)
+	for (m = 0; m < ARRAY_SIZE(prom_metrics); m++)
 		prom_metric(devs, m);
 }
 
