@@ -27,11 +27,10 @@
 #include <linux/overflow.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <uapi/linux/vfmediate.h>
 
 #include "vfmediate_core.h"
 
-#define VFM_ARGS_LEN		256
-#define VFM_RULE_NAME_LEN	64
 /* Sorts after every rule name: an admin's rule wins ties with a trap. */
 #define VFM_TRAP_NAME		"~mediator"
 
@@ -388,8 +387,10 @@ static ssize_t vfm_rule_audit_store(struct config_item *item,
 
 static ssize_t vfm_rule_hits_show(struct config_item *item, char *page)
 {
-	return sysfs_emit(page, "%lld\n",
-			  atomic64_read(&to_cfg_rule(item)->ctr->hits));
+	struct vfm_counts sum;
+
+	vfm_counter_read(to_cfg_rule(item)->ctr, &sum);
+	return sysfs_emit(page, "%llu\n", sum.hits);
 }
 
 CONFIGFS_ATTR(vfm_rule_, range);
@@ -455,7 +456,8 @@ static struct config_item *vfm_rules_make_item(struct config_group *group,
 	r = kzalloc(sizeof(*r), GFP_KERNEL);
 	if (!r)
 		return ERR_PTR(-ENOMEM);
-	r->ctr = vfm_counter_new();
+	r->ctr = vfm_counter_new(config_item_name(&region->dev->group.cg_item),
+				 region->index, name);
 	if (!r->ctr) {
 		kfree(r);
 		return ERR_PTR(-ENOMEM);
@@ -594,6 +596,21 @@ static int vfm_set_mediator(struct vfm_cfg_dev *dev, struct vfm_mediator **m)
 	return 0;
 }
 
+/* Tell the monitor group that @dev swapped mediator @old for @new. */
+static void vfm_mediator_events(struct vfm_cfg_dev *dev,
+				struct vfm_mediator *old,
+				struct vfm_mediator *new)
+{
+	const char *name = config_item_name(&dev->group.cg_item);
+
+	if (old)
+		vfm_event_post(VFMEDIATE_EVENT_MED_DETACHED, name,
+			       old->ops->name, 0, 0, NULL);
+	if (new)
+		vfm_event_post(VFMEDIATE_EVENT_MED_ATTACHED, name,
+			       new->ops->name, 0, 0, NULL);
+}
+
 static ssize_t vfm_dev_mediator_store(struct config_item *item,
 				      const char *page, size_t count)
 {
@@ -614,6 +631,8 @@ static ssize_t vfm_dev_mediator_store(struct config_item *item,
 	}
 	mutex_lock(&vfm_config_lock);
 	ret = vfm_set_mediator(dev, &m);
+	if (!ret && m != dev->mediator)
+		vfm_mediator_events(dev, m, dev->mediator);
 	mutex_unlock(&vfm_config_lock);
 	vfm_mediator_put(m);	/* the old one, or the new one on error */
 	return ret ?: count;
@@ -980,6 +999,8 @@ static void vfm_devices_drop_item(struct config_group *group,
 		dev->vd->cfg = NULL;
 	dev->vd = NULL;
 	list_del(&dev->node);
+	vfm_config_seq++;
+	vfm_mediator_events(dev, dev->mediator, NULL);
 	mutex_unlock(&vfm_config_lock);
 	config_item_put(item);
 }
@@ -1030,6 +1051,7 @@ void vfm_cfs_bind(struct vfm_device *vd)
 		}
 	}
 	mutex_unlock(&vfm_config_lock);
+	vfm_event_post(VFMEDIATE_EVENT_BOUND, vfm_name(vd), NULL, 0, 0, NULL);
 }
 
 void vfm_cfs_unbind(struct vfm_device *vd)
@@ -1042,6 +1064,7 @@ void vfm_cfs_unbind(struct vfm_device *vd)
 	vfm_rules_put(vd->rules);
 	vd->rules = NULL;
 	mutex_unlock(&vfm_config_lock);
+	vfm_event_post(VFMEDIATE_EVENT_UNBOUND, vfm_name(vd), NULL, 0, 0, NULL);
 }
 
 static bool vfm_cfg_active(struct vfm_cfg_dev *dev)
@@ -1365,6 +1388,33 @@ static int vfm_open_try(struct vfm_device *vd, struct vfm_table **tblp)
 	return ret;
 }
 
+/* Tell the monitor group how opening @vd went. */
+static void vfm_open_events(struct vfm_device *vd, struct vfm_table *tbl,
+			    int ret)
+{
+	char *error;
+
+	if (!ret) {
+		if (tbl)
+			vfm_event_post(VFMEDIATE_EVENT_CONFIG_APPLIED,
+				       vfm_name(vd), NULL, tbl->generation, 0,
+				       NULL);
+		vfm_event_post(VFMEDIATE_EVENT_OPENED, vfm_name(vd), NULL,
+			       tbl ? tbl->generation : 0, 0, NULL);
+		return;
+	}
+	error = kzalloc(VFM_ERR_LEN, GFP_KERNEL);
+	if (!error)
+		return;
+	mutex_lock(&vfm_config_lock);
+	if (vd->cfg)
+		strscpy(error, vd->cfg->error, VFM_ERR_LEN);
+	mutex_unlock(&vfm_config_lock);
+	vfm_event_post(VFMEDIATE_EVENT_CONFIG_REFUSED, vfm_name(vd), NULL, 0,
+		       ret, error);
+	kfree(error);
+}
+
 /* Tries before an open that keeps meeting configuration changes fails. */
 #define VFM_OPEN_TRIES	8
 
@@ -1379,8 +1429,11 @@ int vfm_cfs_open(struct vfm_device *vd)
 		if (ret != -EAGAIN)
 			break;
 	}
+	if (ret == -EAGAIN)
+		ret = -EBUSY;
+	vfm_open_events(vd, tbl, ret);
 	if (ret)
-		return ret == -EAGAIN ? -EBUSY : ret;
+		return ret;
 	if (tbl)
 		vfm_table_publish(vd, tbl);
 	return 0;
@@ -1395,6 +1448,7 @@ void vfm_cfs_close(struct vfm_device *vd)
 	vd->open = false;
 	vd->table_gen = 0;
 	mutex_unlock(&vfm_config_lock);
+	vfm_event_post(VFMEDIATE_EVENT_CLOSED, vfm_name(vd), NULL, 0, 0, NULL);
 }
 
 /**
@@ -1435,6 +1489,129 @@ int vfm_trap_range(struct vfm_device *vd, unsigned int index, u64 start,
 	return 0;
 }
 EXPORT_SYMBOL_GPL(vfm_trap_range);
+
+/* ---- what netlink reports (netlink.c) ---- */
+
+/* The dump generation: changes when devices or rules come or go. */
+u32 vfm_cfs_seq(void)
+{
+	return READ_ONCE(vfm_config_seq);
+}
+
+static void vfm_fill_dev_info(struct vfm_cfg_dev *dev, struct vfm_device *vd,
+			      struct vfm_dev_info *info)
+{
+	*info = (struct vfm_dev_info){ .configured = !!dev };
+	strscpy(info->name, dev ? config_item_name(&dev->group.cg_item) :
+		vfm_name(vd), sizeof(info->name));
+	if (dev) {
+		if (dev->mediator)
+			strscpy(info->mediator, dev->mediator->ops->name,
+				sizeof(info->mediator));
+		strscpy(info->args, dev->args, sizeof(info->args));
+		strscpy(info->error, dev->error, sizeof(info->error));
+	}
+	if (!vd)
+		return;
+	info->state = vd->open ? VFMEDIATE_DEV_OPEN : VFMEDIATE_DEV_BOUND;
+	strscpy(info->warning, vd->warning, sizeof(info->warning));
+	info->resets = atomic64_read(&vd->resets);
+	if (!vd->open)
+		return;
+	info->generation = vd->table_gen;
+	info->table_bytes = vd->table_bytes;
+	info->pending = dev && vd->table_seq != dev->seq;
+}
+
+/*
+ * The device named @name, or else the @pos'th one: configured devices
+ * first, then bound ones without a configuration. -ENODEV past the end.
+ */
+int vfm_cfs_dev_info(const char *name, unsigned long pos,
+		     struct vfm_dev_info *info)
+{
+	struct vfm_cfg_dev *dev;
+	struct vfm_device *vd;
+	int ret = -ENODEV;
+
+	mutex_lock(&vfm_config_lock);
+	list_for_each_entry(dev, &vfm_cfg_devs, node) {
+		if (name ? !strcmp(config_item_name(&dev->group.cg_item), name) :
+		    !pos--) {
+			vfm_fill_dev_info(dev, dev->vd, info);
+			ret = 0;
+			goto out;
+		}
+	}
+	list_for_each_entry(vd, &vfm_bound, node) {
+		if (vd->cfg)
+			continue;
+		if (name ? !strcmp(vfm_name(vd), name) : !pos--) {
+			vfm_fill_dev_info(NULL, vd, info);
+			ret = 0;
+			goto out;
+		}
+	}
+out:
+	mutex_unlock(&vfm_config_lock);
+	return ret;
+}
+
+static struct vfm_cfg_dev *vfm_find_cfg(const char *name)
+{
+	struct vfm_cfg_dev *dev;
+
+	list_for_each_entry(dev, &vfm_cfg_devs, node)
+		if (!strcmp(config_item_name(&dev->group.cg_item), name))
+			return dev;
+	return NULL;
+}
+
+/*
+ * Up to @max rules of region @index of the configured device @name, from
+ * its @pos'th rule on, into @ri. Returns how many, or -ENODEV.
+ */
+int vfm_cfs_rule_info(const char *name, unsigned int index, u32 pos,
+		      struct vfm_rule_info *ri, u32 max)
+{
+	struct vfm_cfg_rule *r;
+	struct vfm_cfg_dev *dev;
+	int n = 0;
+
+	if (index >= VFM_NUM_REGIONS)
+		return 0;
+	mutex_lock(&vfm_config_lock);
+	dev = vfm_find_cfg(name);
+	if (!dev) {
+		n = -ENODEV;
+		goto out;
+	}
+	list_for_each_entry(r, &dev->region[index].rule_list, node) {
+		if (pos) {
+			pos--;
+			continue;
+		}
+		if (n == max)
+			break;
+		strscpy(ri[n].name, config_item_name(&r->item),
+			sizeof(ri[n].name));
+		ri[n].start = r->start;
+		ri[n].end = r->end;
+		ri[n].access = r->access;
+		ri[n].action = r->action;
+		ri[n].audit = r->audit;
+		vfm_counter_read(r->ctr, &ri[n].counts);
+		n++;
+	}
+out:
+	mutex_unlock(&vfm_config_lock);
+	return n;
+}
+
+const char *vfm_region_name(unsigned int index)
+{
+	return index < VFM_NUM_REGIONS ? vfm_region_names[index] : "";
+}
 
 int vfm_cfs_init(void)
 {

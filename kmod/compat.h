@@ -34,4 +34,28 @@
 #define VFM_IOMMUFD_PHYSICAL_OPS
 #endif
 
+/*
+ * The attributes of a dump request: v6.7 made a genl_info of them
+ * (genl_info_dump()); before, genl_dumpit_info() held them directly.
+ */
+#ifdef VFM_HAVE_GENL_INFO_DUMP
+#define vfm_genl_dump_attrs(cb)	(genl_info_dump(cb)->attrs)
+#else
+#define vfm_genl_dump_attrs(cb)	(genl_dumpit_info(cb)->attrs)
+#endif
+
+/*
+ * A multicast group only CAP_NET_ADMIN may join: GENL_MCAST_CAP_NET_ADMIN,
+ * v6.7, backported to the stable series (6.1.69 and later). Without it
+ * any user could join the monitor group, so its events leave out which
+ * task made an access (VFM_MONITOR_PRIVATE false).
+ */
+#ifdef VFM_HAVE_GENL_MCAST_CAP
+#define VFM_MONITOR_FLAGS	GENL_MCAST_CAP_NET_ADMIN
+#define VFM_MONITOR_PRIVATE	true
+#else
+#define VFM_MONITOR_FLAGS	0
+#define VFM_MONITOR_PRIVATE	false
+#endif
+
 #endif /* _VFM_COMPAT_H */

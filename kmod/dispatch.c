@@ -223,8 +223,7 @@ static ssize_t vfm_interval_rw(struct vfm_device *vd,
 			       char __user *buf, size_t count, u64 off,
 			       bool iswrite)
 {
-	if (iv->ctr)
-		atomic64_inc(&iv->ctr->hits);
+	vfm_count(iv, off, count, iswrite);
 	return vfm_action_rw(vd, tbl, iv->action, index, buf, count, off,
 			     iswrite);
 }
@@ -248,15 +247,18 @@ static bool vfm_counted(const struct vfm_interval *first,
  * that is partly read-only changes no byte.
  */
 static int vfm_check(const struct vfm_region_table *rt,
-		     const struct vfm_interval *iv, u64 end, bool iswrite)
+		     const struct vfm_interval *iv, u64 off, u64 end,
+		     bool iswrite)
 {
 	const struct vfm_interval *last = rt->iv[iswrite] + rt->nr[iswrite];
 	const struct vfm_interval *first = iv;
 	int ret = 0;
 
 	for (; iv < last && iv->start < end; iv++) {
-		if (iv->ctr && !vfm_counted(first, iv))
-			atomic64_inc(&iv->ctr->hits);
+		u64 lo = max(off, iv->start), hi = min(end, iv->end);
+
+		if (!vfm_counted(first, iv))
+			vfm_count(iv, lo, hi - lo, iswrite);
 		if (iv->action == VFM_DENY)
 			ret = -EACCES;
 		else if (iv->action == VFM_RO && iswrite && !ret)
@@ -324,7 +326,7 @@ static ssize_t vfm_table_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 		ret = vfm_interval_rw(vd, tbl, iv, index, buf, count, off,
 				      iswrite);
 	} else {
-		ret = vfm_check(rt, iv, end, iswrite);
+		ret = vfm_check(rt, iv, off, end, iswrite);
 		if (ret)
 			return ret;
 		ret = vfm_split_rw(vd, tbl, index, iv, buf, count, off,
@@ -394,8 +396,7 @@ static u8 vfm_quick_action(const struct vfm_table *tbl, unsigned int index,
 		*trap = iv;
 		return VFM_NR_ACTIONS;
 	}
-	if (iv->ctr)
-		atomic64_inc(&iv->ctr->hits);
+	vfm_count(iv, off, end - off, iswrite);
 	return iv->action;
 }
 

@@ -308,12 +308,21 @@ static int __init vfm_init(void)
 {
 	int ret;
 
-	ret = vfm_cfs_init();
+	ret = vfm_nl_init();
 	if (ret)
 		return ret;
+	ret = vfm_cfs_init();
+	if (ret)
+		goto out_nl;
 	ret = pci_register_driver(&vfm_pci_driver);
 	if (ret)
-		vfm_cfs_exit();
+		goto out_cfs;
+	return 0;
+out_cfs:
+	vfm_cfs_exit();
+out_nl:
+	vfm_events_exit();
+	vfm_nl_exit();
 	return ret;
 }
 
@@ -323,6 +332,9 @@ static void __exit vfm_exit(void)
 	vfm_cfs_exit();
 	/* Tables released by the unbinds are freed from RCU callbacks. */
 	rcu_barrier();
+	/* Nothing can queue an event now: send what waits. */
+	vfm_events_exit();
+	vfm_nl_exit();
 }
 
 module_init(vfm_init);

@@ -72,6 +72,31 @@ static struct vfm_mediator *vfm_lookup_get(const char *name)
 	return m;
 }
 
+/*
+ * The live mediator named @name, or else the @pos'th live one, for
+ * netlink. -ENOENT past the end.
+ */
+int vfm_registry_info(const char *name, unsigned long pos,
+		      struct vfm_med_info *info)
+{
+	struct vfm_mediator *m;
+	int ret = -ENOENT;
+
+	mutex_lock(&vfm_registry_lock);
+	list_for_each_entry(m, &vfm_mediators, node) {
+		if (!m->live || (name ? strcmp(m->ops->name, name) : pos--))
+			continue;
+		strscpy(info->name, m->ops->name, sizeof(info->name));
+		strscpy(info->module, m->ops->owner ?
+			module_name(m->ops->owner) : "", sizeof(info->module));
+		info->users = atomic_read(&m->users);
+		ret = 0;
+		break;
+	}
+	mutex_unlock(&vfm_registry_lock);
+	return ret;
+}
+
 /**
  * vfm_mediator_get() - find a mediator, loading its module if need be
  * @name: a name that passed vfm_valid_name()

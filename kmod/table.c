@@ -9,16 +9,29 @@
  * Every byte is then handled by exactly one rule, or by none (pass).
  */
 #include <linux/mm.h>
+#include <linux/percpu.h>
 #include <linux/slab.h>
 
 #include "vfmediate_core.h"
 
-struct vfm_counter *vfm_counter_new(void)
+/* The counter of rule @name of region @region of device @dev. */
+struct vfm_counter *vfm_counter_new(const char *dev, unsigned int region,
+				    const char *name)
 {
 	struct vfm_counter *c = kzalloc(sizeof(*c), GFP_KERNEL);
 
-	if (c)
-		refcount_set(&c->ref, 1);
+	if (!c)
+		return NULL;
+	c->pcpu = alloc_percpu(struct vfm_counts);
+	if (!c->pcpu) {
+		kfree(c);
+		return NULL;
+	}
+	refcount_set(&c->ref, 1);
+	c->region = region;
+	strscpy(c->dev, dev, sizeof(c->dev));
+	strscpy(c->name, name, sizeof(c->name));
+	vfm_events_counter_init(c);
 	return c;
 }
 
@@ -28,10 +41,28 @@ struct vfm_counter *vfm_counter_get(struct vfm_counter *c)
 	return c;
 }
 
+/* May run in atomic context: from an RCU callback freeing a table. */
 void vfm_counter_put(struct vfm_counter *c)
 {
-	if (c && refcount_dec_and_test(&c->ref))
+	if (c && refcount_dec_and_test(&c->ref)) {
+		free_percpu(c->pcpu);
 		kfree(c);
+	}
+}
+
+/* The sums over every CPU; each may be a moment old. */
+void vfm_counter_read(const struct vfm_counter *c, struct vfm_counts *sum)
+{
+	int cpu;
+
+	*sum = (struct vfm_counts){};
+	for_each_possible_cpu(cpu) {
+		const struct vfm_counts *p = per_cpu_ptr(c->pcpu, cpu);
+
+		sum->hits += READ_ONCE(p->hits);
+		sum->bytes += READ_ONCE(p->bytes);
+		sum->refused += READ_ONCE(p->refused);
+	}
 }
 
 struct vfm_table *vfm_table_alloc(void)
@@ -280,6 +311,7 @@ static int vfm_emit(struct vfm_region_table *rt, bool iswrite,
 		last->start = s->bounds[seg];
 		last->end = s->bounds[seg + 1];
 		last->action = vfm_effective_action(r, iswrite);
+		last->audit = r->audit;
 		if (r->ctr && (r->audit || r->action != VFM_PASS))
 			last->ctr = vfm_counter_get(r->ctr);
 	}

@@ -32,11 +32,14 @@
 #include <linux/configfs.h>
 #include <linux/bitops.h>
 #include <linux/list.h>
+#include <linux/llist.h>
 #include <linux/minmax.h>
 #include <linux/mm_types.h>
+#include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
+#include <linux/sched.h>
 #include <linux/srcu.h>
 #include <linux/types.h>
 #include <linux/vfio_pci_core.h>
@@ -57,15 +60,65 @@ enum vfm_action {
 	VFM_NR_ACTIONS
 };
 
-/* A rule's hit counter, shared by the rule and the tables compiled from it. */
-struct vfm_counter {
-	refcount_t ref;
-	atomic64_t hits;
+/* A rule's counts, per CPU: the access path takes no atomic for them. */
+struct vfm_counts {
+	u64 hits;	/* accesses that met the rule */
+	u64 bytes;	/* bytes of them inside it */
+	u64 refused;	/* of them, refused by it (deny, ro write) */
 };
 
-struct vfm_counter *vfm_counter_new(void);
+#define VFM_DEV_NAME_LEN	20	/* DDDDDDDD:BB:DD.F */
+#define VFM_RULE_NAME_LEN	64
+
+/* Kinds of access event (events.c). */
+enum {
+	VFM_EV_AUDITED,
+	VFM_EV_REFUSED,
+	VFM_EV_KINDS
+};
+
+/* The last access of a rule waiting to be reported (events.c). */
+struct vfm_access_rec {
+	u64 off;
+	u32 size;
+	u32 pid;
+	u8 kind;
+	u8 action;
+	bool write;
+	char comm[TASK_COMM_LEN];
+};
+
+/* A queued event: a lifecycle event, or a rule's counter (events.c). */
+struct vfm_ev_item {
+	struct llist_node node;
+	bool counter;
+};
+
+/*
+ * A rule's counters, shared by the rule and the tables compiled from it,
+ * and the state of its access events: it names the rule, so that events
+ * need nothing else. The event fields belong to events.c.
+ */
+struct vfm_counter {
+	refcount_t ref;
+	struct vfm_counts __percpu *pcpu;
+	u8 region;
+	char dev[VFM_DEV_NAME_LEN];
+	char name[VFM_RULE_NAME_LEN];
+	unsigned long ev_flags;
+	unsigned long ev_window;	/* jiffies: start of the window */
+	atomic_t ev_sent;		/* records taken in the window */
+	atomic64_t suppressed[VFM_EV_KINDS];
+	struct vfm_access_rec rec;
+	struct vfm_ev_item ev_item;	/* on the event queue */
+	struct llist_node flush_node;	/* waiting for a summary */
+};
+
+struct vfm_counter *vfm_counter_new(const char *dev, unsigned int region,
+				    const char *name);
 struct vfm_counter *vfm_counter_get(struct vfm_counter *c);
 void vfm_counter_put(struct vfm_counter *c);
+void vfm_counter_read(const struct vfm_counter *c, struct vfm_counts *sum);
 
 /*
  * One byte range of one region and one direction, compiled: [start, end)
@@ -75,6 +128,7 @@ struct vfm_interval {
 	u64 start;
 	u64 end;
 	u8 action;
+	bool audit;	/* report the accesses it takes (events.c) */
 	struct vfm_counter *ctr;
 };
 
@@ -324,14 +378,102 @@ vfm_table_find(const struct vfm_region_table *rt, bool iswrite, u64 off)
 	return lo < rt->nr[iswrite] ? &iv[lo] : NULL;
 }
 
+/* events.c */
+void vfm_events_counter_init(struct vfm_counter *c);
+void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
+		      bool iswrite);
+void vfm_event_post(u32 type, const char *dev, const char *mediator,
+		    u64 generation, int err, const char *error);
+void vfm_events_exit(void);
+
+/* netlink.c */
+int vfm_nl_init(void);
+void vfm_nl_exit(void);
+bool vfm_nl_listening(void);
+void vfm_nl_event(u32 type, const char *dev, const char *mediator,
+		  u64 generation, int err, const char *error);
+void vfm_nl_access_event(const struct vfm_counter *c,
+			 const struct vfm_access_rec *rec, int kind,
+			 u64 suppressed);
+
+/* Does @action refuse an access in that direction? */
+static inline bool vfm_refuses(u8 action, bool iswrite)
+{
+	return action == VFM_DENY || (action == VFM_RO && iswrite);
+}
+
+/*
+ * Count an access of @size bytes at @off that met @iv, and report it when
+ * its rule audits or refuses it: only then does the out-of-line event path
+ * run, which costs nothing more while no one listens.
+ */
+static inline void vfm_count(const struct vfm_interval *iv, u64 off, u32 size,
+			     bool iswrite)
+{
+	struct vfm_counter *c = iv->ctr;
+	bool refused = vfm_refuses(iv->action, iswrite);
+
+	if (!c)
+		return;
+	this_cpu_inc(c->pcpu->hits);
+	this_cpu_add(c->pcpu->bytes, size);
+	if (refused)
+		this_cpu_inc(c->pcpu->refused);
+	if (refused || iv->audit)
+		vfm_event_access(c, iv->action, off, size, iswrite);
+}
+
 /* registry.c */
+struct vfm_med_info {
+	char name[VFM_NAME_LEN];
+	char module[MODULE_NAME_LEN];
+	u32 users;
+};
+
+int vfm_registry_info(const char *name, unsigned long pos,
+		      struct vfm_med_info *info);
 struct vfm_mediator *vfm_mediator_get(const char *name);
 void vfm_mediator_put(struct vfm_mediator *m);
 bool vfm_valid_name(const char *name);
 int vfm_registry_init(struct config_group *parent);
 void vfm_registry_exit(void);
 
-/* cfs.c */
+/* cfs.c: configfs, and what netlink reports of it */
+#define VFM_ARGS_LEN		256
+
+/* A device as netlink reports it. */
+struct vfm_dev_info {
+	char name[VFM_DEV_NAME_LEN];
+	u8 state;		/* VFMEDIATE_DEV_* */
+	bool configured;
+	bool pending;
+	char mediator[VFM_NAME_LEN];
+	char args[VFM_ARGS_LEN];
+	u64 generation;
+	u64 table_bytes;
+	u64 resets;
+	char error[VFM_ERR_LEN];
+	char warning[VFM_ERR_LEN];
+};
+
+/* A configured rule and its counts, as netlink reports them. */
+struct vfm_rule_info {
+	char name[VFM_RULE_NAME_LEN];
+	u64 start;
+	u64 end;
+	u8 access;
+	u8 action;
+	bool audit;
+	struct vfm_counts counts;
+};
+
+u32 vfm_cfs_seq(void);
+int vfm_cfs_dev_info(const char *name, unsigned long pos,
+		     struct vfm_dev_info *info);
+int vfm_cfs_rule_info(const char *name, unsigned int index, u32 pos,
+		      struct vfm_rule_info *ri, u32 max);
+const char *vfm_region_name(unsigned int index);
+
 int vfm_cfs_init(void);
 void vfm_cfs_exit(void);
 void vfm_cfs_bind(struct vfm_device *vd);

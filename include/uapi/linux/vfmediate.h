@@ -14,8 +14,12 @@
  *              dump: every device bound to vfmediate or configured
  *   MED_GET    doit: VFMEDIATE_A_MED_NAME -> one mediator
  *              dump: every registered mediator
- *   STATS_GET  doit: VFMEDIATE_A_DEV_NAME -> that device's counters
- *              dump: the counters of every configured device
+ *   STATS_GET  dump only: the counters of every configured device, or
+ *              with VFMEDIATE_A_DEV_NAME of that one. One message per
+ *              region with rules (DEV_NAME and a REGION nest); a region
+ *              whose rules do not fit one message goes on in the next
+ *              ones, with the same DEV_NAME and REGION_INDEX. The first
+ *              message of a region holds its ACTION_STATS.
  *   EVENT      sent by the kernel on the "monitor" group only
  *
  * Every attribute is in the one space of enum vfmediate_attr; a message
@@ -87,7 +91,10 @@ enum vfmediate_event {
 	 * REGION_NAME, OFFSET, SIZE, WRITE, RULE_NAME, RULE_ACTION, PID,
 	 * COMM, and SUPPRESSED. Rate-limited per rule: SUPPRESSED counts the
 	 * accesses of that rule and kind not reported since its previous
-	 * event.
+	 * event. An event without OFFSET is a summary: it only reports, in
+	 * SUPPRESSED, accesses that were not reported when they happened.
+	 * PID and COMM are left out where the kernel cannot restrict the
+	 * monitor group to CAP_NET_ADMIN.
 	 */
 	VFMEDIATE_EVENT_ACCESS_AUDITED,
 	VFMEDIATE_EVENT_ACCESS_REFUSED,
