@@ -83,7 +83,8 @@ static int get_stats(const char *bdf, struct json_object **outp)
 		ret = vnl_stats_get(h, bdf, out);
 		vnl_close(h);
 		if ((ret == -ENODEV || ret == -ENOENT) && bdf)
-			err("%s: not bound to vfmediate and not configured", bdf);
+			err("%s: not configured (counters are kept per rule)",
+			    bdf);
 		else if (ret)
 			err("stats: %s", vnl_why(ret));
 	} else {

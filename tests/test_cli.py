@@ -716,7 +716,31 @@ def test_stats_and_prometheus(cli, edu_cli, netlink):
         vfm.purge(bdf)
 
 
-def test_stats_watch(cli, edu):
+def traffic_rates(bdf):
+    """Accesses made while stats -w watches add up to its rates."""
+    w = subprocess.Popen([CLI, "-j", "stats", bdf, "-w", "4"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)         # its first sample is taken
+        with Device(bdf) as dev:
+            for _ in range(20):
+                dev.read(BAR0, EDU_ID, 4)
+        out, _ = w.communicate(timeout=30)
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.communicate()
+    seconds = [json.loads(ln) for ln in out.splitlines()]
+    assert [s["second"] for s in seconds] == [1, 2, 3, 4]
+    total = sum(r["hits_per_second"] for s in seconds for r in s["rates"]
+                if r["rule"] == "guard")
+    assert 16 <= total <= 21, seconds
+
+
+@pytest.mark.parametrize("bound", [False, True])
+def test_stats_watch(cli, edu, bound):
+    if bound:
+        ok("bind", edu)
     try:
         ok("rule", "add", edu, "bar0", "guard", "0x0-0x3", "ro")
         out = ok("-j", "stats", edu, "-w", "2", timeout=30).splitlines()
@@ -726,11 +750,14 @@ def test_stats_watch(cli, edu):
             assert o["second"] == i
             assert o["rates"][0]["rule"] == "guard"
             assert o["rates"][0]["hits_per_second"] == 0
+        if pci.driver(edu) == "vfmediate":
+            traffic_rates(edu)
         text = ok("stats", edu, "-w", "1", timeout=30)
         assert re.fullmatch(rf"1 {edu} bar0 rule 'guard' ro: 0\.0 hits/s "
                             r"0\.0 bytes/s 0\.0 refused/s\n", text)
     finally:
         vfm.purge(edu)
+        pci.restore(edu)
 
 
 def test_monitor(cli, edu, netlink):
