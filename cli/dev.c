@@ -183,6 +183,22 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(x ? x : "", y ? y : "");
 }
 
+/* The hooks each registered mediator provides: configfs alone has them. */
+static void add_ops(struct json_object *meds)
+{
+	char p[512], buf[256];
+	size_t i;
+
+	for (i = 0; i < json_object_array_length(meds); i++) {
+		struct json_object *m = json_object_array_get_idx(meds, i);
+
+		snprintf(p, sizeof(p), VFM_CFS_MEDS "/%s/ops",
+			 str_or(jstr(m, "name"), ""));
+		if (!cfs_read(p, buf, sizeof(buf)))
+			jadd_str(m, "ops", buf);
+	}
+}
+
 /* Registered mediators (netlink, else configfs) and installed ones. */
 static struct json_object *mediator_list(void)
 {
@@ -197,7 +213,9 @@ static struct json_object *mediator_list(void)
 		}
 		vnl_close(h);
 	}
-	if (!meds)
+	if (meds)
+		add_ops(meds);
+	else
 		meds = cfs_mediators();
 	add_installed(meds, NULL, NULL);
 	json_object_array_sort(meds, cmp_name);

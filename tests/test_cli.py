@@ -275,7 +275,10 @@ def test_attach_show_detach(cli, edu_cli):
         assert meds["nop"]["users"] == int(
             vfm.read_attr(f"{vfm.MEDIATORS}/nop/users")) >= 1
         for name in vfm.mediators():
+            info = vfm.mediator_info(name)
             assert meds[name]["loaded"] is True
+            assert (meds[name]["module"], meds[name]["ops"]) == \
+                (info["module"], info["ops"])
         text = ok("mediators")
         assert re.search(r"^nop\s+vfmediate_nop\s+\d+\s+loaded$", text, re.M)
 
