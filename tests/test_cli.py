@@ -566,6 +566,31 @@ def test_save_wipe_restore(cli, edu, nvme_vf, tmp_path):
         wipe()
 
 
+def test_restore_leaves_equal_devices_alone(cli, edu_cli, tmp_path):
+    """A device configured as the file says is not removed and made
+    again: its rules keep their hit counters."""
+    bdf = edu_cli
+    try:
+        ok("rule", "add", bdf, "bar0", "guard", "0x0-0x3", "ro")
+        touch_edu(bdf, 3)
+        hits = rule_hits(bdf, "bar0", "guard")
+        assert hits >= 3
+        f = tmp_path / "c.json"
+        ok("save", f)
+        doc = json.loads(f.read_text())
+        doc["devices"].append({"device": GHOST, "regions": [
+            {"region": "bar0", "rules": [{"name": "x", "range": "0+4"}]}]})
+        f.write_text(json.dumps(doc))
+        ok("restore", f)
+        assert rule_hits(bdf, "bar0", "guard") == hits
+        assert jrun("rule", "list", GHOST) == [
+            {"device": GHOST, "region": "bar0", "name": "x",
+             "range": "0x0-0x3", "access": "rw", "action": "deny",
+             "audit": False, "hits": 0}]
+    finally:
+        wipe()
+
+
 def broken_files(edu, doc):
     """(name, content, message) of files that must change nothing."""
     def variant(fn):
