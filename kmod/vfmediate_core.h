@@ -44,20 +44,21 @@
 #include <linux/types.h>
 #include <linux/vfio_pci_core.h>
 #include <linux/vfmediate.h>
+#include <uapi/linux/vfmediate.h>
 
 #define VFM_NUM_REGIONS		VFIO_PCI_NUM_REGIONS	/* bar0-5 rom config vga */
 #define VFM_MAX_RULES		1024	/* per region */
 #define VFM_MAX_TRAPS		64	/* vfm_trap_range() calls per open */
 #define VFM_ERR_LEN		160
 
-/* What a rule does with the accesses it matches. */
+/* What a rule does with the accesses it matches; netlink's numbers. */
 enum vfm_action {
-	VFM_PASS,	/* vfio-pci-core */
-	VFM_TRAP,	/* the mediator's handler */
-	VFM_RO,		/* reads pass, writes fail -EPERM */
-	VFM_DENY,	/* fail -EACCES */
-	VFM_IGNORE,	/* reads return zeros, writes are dropped */
-	VFM_NR_ACTIONS
+	VFM_PASS = VFMEDIATE_ACTION_PASS,	/* vfio-pci-core */
+	VFM_TRAP = VFMEDIATE_ACTION_TRAP,	/* the mediator's handler */
+	VFM_RO = VFMEDIATE_ACTION_RO,		/* reads pass, writes -EPERM */
+	VFM_DENY = VFMEDIATE_ACTION_DENY,	/* fail -EACCES */
+	VFM_IGNORE = VFMEDIATE_ACTION_IGNORE,	/* read zeros, drop writes */
+	VFM_NR_ACTIONS = __VFMEDIATE_ACTION_MAX
 };
 
 /* A rule's counts, per CPU: the access path takes no atomic for them. */

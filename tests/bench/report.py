@@ -34,6 +34,8 @@ TARGETS = {
     ("r1024", "pwrite"): ("max", 1.05),
     ("audit", "pread"): ("max", 1.10),
     ("audit", "pwrite"): ("max", 1.10),
+    ("auditmon", "pread"): ("max", 1.10),
+    ("auditmon", "pwrite"): ("max", 1.10),
     ("trap", "pread"): ("max", 1.10),
     ("trap", "pwrite"): ("max", 1.10),
     ("none", "mmap"): ("noise", None),

@@ -107,8 +107,9 @@ class Scenario:
 
     def __init__(self, name, label, ops, nrules=0, action=None, audit=0,
                  last=False, mediator=False, mmap_rules=0, floor=False,
-                 expect=None, group="access", touch=False):
+                 expect=None, group="access", touch=False, listen=False):
         self.name, self.label, self.ops = name, label, ops
+        self.listen = listen
         self.nrules, self.action, self.audit = nrules, action, audit
         self.last, self.mediator, self.mmap_rules = last, mediator, mmap_rules
         self.floor = floor
@@ -178,6 +179,10 @@ SCENARIOS = [
              nrules=1024, action="pass", last=True),
     Scenario("audit", "audit rule on the access", READ_WRITE, nrules=1,
              action="pass", audit=1),
+    # The same with a netlink monitor listening: every access is an event
+    # (rate-limited to 10 a second, the rest counted as suppressed).
+    Scenario("auditmon", "audit rule on the access, monitor listening",
+             READ_WRITE, nrules=1, action="pass", audit=1, listen=True),
     Scenario("trap", "trap to the nop mediator", READ_WRITE, mediator=True),
     Scenario("ro", "ro rule (write refused)", READ_WRITE, nrules=1,
              action="ro", expect={"pwrite": "EPERM"}),
@@ -282,8 +287,43 @@ def check_round(scen, r, errors):
                                   f"expected {exp}")
 
 
+LISTENER = f"""
+import signal, sys
+sys.path.insert(0, {os.path.join(ROOT, "tests", "lib")!r})
+from vfmnl import Nl, A
+n = 0
+def stop(*_):
+    print(n, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with Nl() as nl:
+    nl.subscribe()
+    print("ready", flush=True)
+    while True:
+        e = nl.event(timeout=3600)
+        if e is not None and e.has(A.OFFSET):
+            n += 1 + e.u64(A.SUPPRESSED)
+"""
+
+
+def start_listener():
+    p = subprocess.Popen([sys.executable, "-c", LISTENER],
+                         stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        raise RuntimeError("the netlink listener did not start")
+    return p
+
+
+def stop_listener(p):
+    """The accesses the listener's events accounted for."""
+    p.terminate()
+    out, _ = p.communicate(timeout=30)
+    return int(out.strip() or 0)
+
+
 def run_scenario(args, prof, scen, pair):
     cfgs = []
+    listener = start_listener() if scen.listen else None
     t0 = time.monotonic()
     try:
         for bdf in pair:
@@ -301,7 +341,14 @@ def run_scenario(args, prof, scen, pair):
             hits = sum(v.rule("bar0", "target").hits for v in cfgs)
             if hits <= 0:
                 errors.append(f"{scen.name}: audit rule counted no hit")
+        if listener:
+            heard = stop_listener(listener)
+            listener = None
+            if heard <= 0:
+                errors.append(f"{scen.name}: the listener heard no event")
     finally:
+        if listener:
+            listener.kill()
         for bdf in pair:
             pci.bind(bdf, "vfio-pci")
         for v in cfgs:

@@ -197,7 +197,6 @@ def test_kmod_declares_what_the_schema_documents():
 
 def test_kmod_limits_match():
     core = _read(os.path.join(KMOD, "vfmediate_core.h"))
-    cfs = _read(os.path.join(KMOD, "cfs.c"))
     api = _read(os.path.join(TOP, "include", "linux", "vfmediate.h"))
     lim = SCHEMA["limits"]
 
@@ -205,7 +204,6 @@ def test_kmod_limits_match():
         return int(re.search(rf"#define\s+{name}\s+(\d+)", text)[1])
 
     assert define(core, "VFM_MAX_RULES") == lim["rules_per_region"]
-    # netlink.c shares them: they moved from cfs.c to the core header.
-    assert define(core + cfs, "VFM_RULE_NAME_LEN") - 1 == lim["rule_name_max"]
-    assert define(core + cfs, "VFM_ARGS_LEN") - 1 == lim["mediator_args_max"]
+    assert define(core, "VFM_RULE_NAME_LEN") - 1 == lim["rule_name_max"]
+    assert define(core, "VFM_ARGS_LEN") - 1 == lim["mediator_args_max"]
     assert define(api, "VFM_NAME_LEN") - 1 == lim["mediator_name_max"]
