@@ -518,8 +518,9 @@ static struct genl_family vfm_genl_family __ro_after_init = {
 
 int vfm_nl_init(void)
 {
-	BUILD_BUG_ON(VFM_ACCESS_READ != VFMEDIATE_ACCESS_READ ||
-		     VFM_ACCESS_WRITE != VFMEDIATE_ACCESS_WRITE);
+	/* Access bits go out as the mediator API numbers them. */
+	BUILD_BUG_ON((VFM_ACCESS_READ ^ VFMEDIATE_ACCESS_READ) |
+		     (VFM_ACCESS_WRITE ^ VFMEDIATE_ACCESS_WRITE));
 	return genl_register_family(&vfm_genl_family);
 }
 
