@@ -482,7 +482,7 @@ static int check_group(const char *bdf)
 	return -1;
 }
 
-static void load_driver(void)
+void load_driver(void)
 {
 	int st;
 	pid_t pid;
@@ -498,43 +498,35 @@ static void load_driver(void)
 		waitpid(pid, &st, 0);
 }
 
-int do_bind(int argc, char **argv)
+/* Bind BDF to vfmediate; 0, or -1 with the reason said. */
+int dev_bind(const char *bdf)
 {
-	const char *bdf;
 	char drv[64], p[256];
 
-	if (argc > 1 && is_help(argv[1]))
-		return cmd_help("bind", "BDF");
-	if (argc != 2)
-		return usage_err("bind", argc < 2 ? "needs BDF"
-						  : "too many arguments");
-	bdf = argv[1];
-	if (check_bdf_arg("bind", bdf))
-		return EXIT_USAGE;
 	if (!pci_exists(bdf)) {
 		err("%s: no such PCI function (not in " SYSFS_PCI "/devices)",
 		    bdf);
-		return EXIT_FAIL;
+		return -1;
 	}
 	pci_driver(bdf, drv, sizeof(drv));
 	if (!strcmp(drv, "vfmediate"))
-		return EXIT_OK;
+		return 0;
 	if (check_group(bdf))
-		return EXIT_FAIL;
+		return -1;
 	load_driver();
 	if (access(SYSFS_PCI "/drivers/vfmediate", F_OK)) {
 		err("%s: the vfmediate driver is not loaded and modprobe "
 		    "vfmediate failed", bdf);
-		return EXIT_FAIL;
+		return -1;
 	}
 	snprintf(p, sizeof(p), SYSFS_PCI "/devices/%s/driver_override", bdf);
 	if (sysfs_write(bdf, p, "driver_override", "vfmediate"))
-		return EXIT_FAIL;
+		return -1;
 	if (strcmp(drv, "none")) {
 		snprintf(p, sizeof(p), SYSFS_PCI "/devices/%s/driver/unbind",
 			 bdf);
 		if (sysfs_write(bdf, p, "unbinding from its driver", bdf))
-			return EXIT_FAIL;
+			return -1;
 	}
 	/* drivers_probe may fail with the probe's errno: check the result. */
 	cfs_write(SYSFS_PCI "/drivers_probe", bdf);
@@ -542,9 +534,21 @@ int do_bind(int argc, char **argv)
 	if (strcmp(drv, "vfmediate")) {
 		err("%s: vfmediate did not take the function (driver now: %s); "
 		    "see the kernel log", bdf, drv);
-		return EXIT_FAIL;
+		return -1;
 	}
-	return EXIT_OK;
+	return 0;
+}
+
+int do_bind(int argc, char **argv)
+{
+	if (argc > 1 && is_help(argv[1]))
+		return cmd_help("bind", "BDF");
+	if (argc != 2)
+		return usage_err("bind", argc < 2 ? "needs BDF"
+						  : "too many arguments");
+	if (check_bdf_arg("bind", argv[1]))
+		return EXIT_USAGE;
+	return dev_bind(argv[1]) ? EXIT_FAIL : EXIT_OK;
 }
 
 int do_unbind(int argc, char **argv)

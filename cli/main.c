@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "vfm.h"
 
@@ -26,6 +27,11 @@ void err(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (opt.syslog) {
+		va_start(ap, fmt);
+		vsyslog(LOG_ERR, fmt, ap);
+		va_end(ap);
+	}
 }
 
 void warnx(const char *fmt, ...)
@@ -38,6 +44,11 @@ void warnx(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (opt.syslog) {
+		va_start(ap, fmt);
+		vsyslog(LOG_WARNING, fmt, ap);
+		va_end(ap);
+	}
 }
 
 /* A usage mistake: the message, a pointer to -h, exit status 2. */
@@ -127,6 +138,7 @@ static const struct cmd commands[] = {
 	{ "monitor",	do_monitor,	"[-c COUNT]" },
 	{ "save",	do_save,	"[FILE]" },
 	{ "restore",	do_restore,	"FILE" },
+	{ "udev-attach", do_udev_attach, "[--profiles DIR] BDF" },
 	{ "help",	do_help,	"" },
 	{ NULL, NULL, NULL }
 };

@@ -141,15 +141,7 @@ int do_save(int argc, char **argv)
 
 /* -- validation --------------------------------------------------------- */
 
-struct ctx {
-	const char *file;
-	char where[160];
-};
-
-static int bad(struct ctx *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int bad(struct ctx *c, const char *fmt, ...)
+int cfg_bad(struct cfg_ctx *c, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -157,33 +149,38 @@ static int bad(struct ctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	err("restore: %s: %s%s%s", c->file, c->where, *c->where ? ": " : "",
-	    msg);
+	err("%s: %s: %s%s%s", c->cmd, c->file, c->where,
+	    *c->where ? ": " : "", msg);
 	return -1;
 }
 
-/* Only the keys given; each of the type given ('s' string, 'b' bool, 'a' array, 'i' int). */
-static int check_keys(struct ctx *c, struct json_object *o, const char *what,
+/*
+ * Only the keys given; each of the type given ('s' string, 'b' bool,
+ * 'a' array, 'i' int, 'o' object, '*' any: the caller checks it).
+ */
+int cfg_check_keys(struct cfg_ctx *c, struct json_object *o, const char *what,
 		      const char *const *keys, const char *types)
 {
 	int i;
 
 	if (!json_object_is_type(o, json_type_object))
-		return bad(c, "%s is not a JSON object", what);
+		return cfg_bad(c, "%s is not a JSON object", what);
 	json_object_object_foreach(o, k, v) {
 		for (i = 0; keys[i]; i++)
 			if (!strcmp(k, keys[i]))
 				break;
 		if (!keys[i])
-			return bad(c, "%s: unknown key \"%s\"", what, k);
+			return cfg_bad(c, "%s: unknown key \"%s\"", what, k);
 		if ((types[i] == 's' && !json_object_is_type(v, json_type_string)) ||
 		    (types[i] == 'b' && !json_object_is_type(v, json_type_boolean)) ||
 		    (types[i] == 'a' && !json_object_is_type(v, json_type_array)) ||
-		    (types[i] == 'i' && !json_object_is_type(v, json_type_int)))
-			return bad(c, "%s: \"%s\" must be %s", what, k,
+		    (types[i] == 'i' && !json_object_is_type(v, json_type_int)) ||
+		    (types[i] == 'o' && !json_object_is_type(v, json_type_object)))
+			return cfg_bad(c, "%s: \"%s\" must be %s", what, k,
 				   types[i] == 's' ? "a string" :
 				   types[i] == 'b' ? "true or false" :
-				   types[i] == 'a' ? "an array" : "an integer");
+				   types[i] == 'a' ? "an array" :
+				   types[i] == 'o' ? "an object" : "an integer");
 	}
 	return 0;
 }
@@ -200,7 +197,7 @@ static const char *const top_keys[] = {
 };
 
 /* A rule, checked; appended to OUT in its canonical form. */
-static int check_rule(struct ctx *c, const char *bdf, const char *region,
+static int check_rule(struct cfg_ctx *c, const char *bdf, const char *region,
 		      const char *med, struct json_object *r,
 		      struct json_object *out)
 {
@@ -210,37 +207,37 @@ static int check_rule(struct ctx *c, const char *bdf, const char *region,
 	char buf[64], why2[160];
 	size_t i;
 
-	if (check_keys(c, r, "a rule", rule_keys, "ssssb"))
+	if (cfg_check_keys(c, r, "a rule", rule_keys, "ssssb"))
 		return -1;
 	name = jstr(r, "name");
 	if (!name)
-		return bad(c, "a rule has no \"name\"");
-	snprintf(c->where, sizeof(c->where), "%s: %s rule '%s'", bdf, region,
-		 name);
+		return cfg_bad(c, "a rule has no \"name\"");
+	snprintf(c->where, sizeof(c->where), "%s%s%s rule '%s'",
+		 str_or(bdf, ""), bdf ? ": " : "", region, name);
 	if (!valid_rule_name(name))
-		return bad(c, "not a rule name (1 to %d of [A-Za-z0-9_.:-])",
+		return cfg_bad(c, "not a rule name (1 to %d of [A-Za-z0-9_.:-])",
 			   RULE_NAME_MAX);
 	for (i = 0; i < json_object_array_length(out); i++)
 		if (!strcmp(jstr(json_object_array_get_idx(out, i), "name"), name))
-			return bad(c, "given twice");
+			return cfg_bad(c, "given twice");
 	range = str_or(jstr(r, "range"), "");
 	access = str_or(jstr(r, "access"), "rw");
 	action = str_or(jstr(r, "action"), "deny");
 	if (*range) {
 		if (parse_range(range, &s, &e, &why))
-			return bad(c, "range '%s': %s", range, why);
-		if (range_fits(bdf, region, s, e, why2, sizeof(why2)))
-			return bad(c, "%s", why2);
+			return cfg_bad(c, "range '%s': %s", range, why);
+		if (bdf && range_fits(bdf, region, s, e, why2, sizeof(why2)))
+			return cfg_bad(c, "%s", why2);
 		snprintf(buf, sizeof(buf), "0x%" PRIx64 "-0x%" PRIx64, s, e);
 		range = buf;
 	}
 	if (!valid_access(access))
-		return bad(c, "access '%s': not r, w or rw", access);
+		return cfg_bad(c, "access '%s': not r, w or rw", access);
 	if (action_index(action) < 0)
-		return bad(c, "action '%s': not pass, trap, ro, deny or ignore",
+		return cfg_bad(c, "action '%s': not pass, trap, ro, deny or ignore",
 			   action);
 	if (!strcmp(action, "trap") && !*med)
-		return bad(c, "action trap needs a mediator, and the device has none");
+		return cfg_bad(c, "action trap needs a mediator, and the device has none");
 	o = json_object_new_object();
 	jadd_str(o, "name", name);
 	jadd_str(o, "range", range);
@@ -251,26 +248,26 @@ static int check_rule(struct ctx *c, const char *bdf, const char *region,
 	return 0;
 }
 
-static int check_region(struct ctx *c, const char *bdf, const char *med,
+static int check_region(struct cfg_ctx *c, const char *bdf, const char *med,
 			struct json_object *reg, struct json_object *out)
 {
 	struct json_object *rules, *o, *nr;
 	const char *name, *mmap;
 	size_t i;
 
-	snprintf(c->where, sizeof(c->where), "%s", bdf);
-	if (check_keys(c, reg, "a region", region_keys, "ssa"))
+	snprintf(c->where, sizeof(c->where), "%s", str_or(bdf, ""));
+	if (cfg_check_keys(c, reg, "a region", region_keys, "ssa"))
 		return -1;
 	name = jstr(reg, "region");
 	if (!name || region_index(name) < 0)
-		return bad(c, "region '%s': not config, bar0 to bar5, rom or vga",
+		return cfg_bad(c, "region '%s': not config, bar0 to bar5, rom or vga",
 			   str_or(name, ""));
 	for (i = 0; i < json_object_array_length(out); i++)
 		if (!strcmp(jstr(json_object_array_get_idx(out, i), "region"), name))
-			return bad(c, "region '%s' given twice", name);
+			return cfg_bad(c, "region '%s' given twice", name);
 	mmap = str_or(jstr(reg, "mmap"), "auto");
 	if (strcmp(mmap, "auto") && strcmp(mmap, "off"))
-		return bad(c, "%s mmap '%s': not auto or off", name, mmap);
+		return cfg_bad(c, "%s mmap '%s': not auto or off", name, mmap);
 	o = json_object_new_object();
 	jadd_str(o, "region", name);
 	jadd_str(o, "mmap", mmap);
@@ -285,51 +282,66 @@ static int check_region(struct ctx *c, const char *bdf, const char *med,
 	return 0;
 }
 
-static int check_device(struct ctx *c, struct json_object *d,
-			struct json_object *out)
+/*
+ * The configuration keys of one device (mediator, mediator_args,
+ * regions; the caller checked which keys D has) into O. BDF is the
+ * function whose BARs the ranges must fit, or NULL.
+ */
+int cfg_check_config(struct cfg_ctx *c, const char *bdf, struct json_object *d,
+		     struct json_object *o)
 {
-	struct json_object *regions, *o, *nr;
-	const char *bdf, *med, *args;
+	struct json_object *regions, *nr;
+	const char *med, *args;
 	size_t i;
 
-	*c->where = 0;
-	if (check_keys(c, d, "a device", dev_keys, "sssa"))
-		return -1;
-	bdf = jstr(d, "device");
-	if (!bdf || !valid_bdf(bdf))
-		return bad(c, "device '%s': not a PCI address DDDD:BB:DD.F",
-			   str_or(bdf, ""));
-	snprintf(c->where, sizeof(c->where), "%s", bdf);
-	for (i = 0; i < json_object_array_length(out); i++)
-		if (!strcmp(jstr(json_object_array_get_idx(out, i), "device"), bdf))
-			return bad(c, "given twice");
 	med = str_or(jstr(d, "mediator"), "");
 	args = str_or(jstr(d, "mediator_args"), "");
 	if (*med && !valid_med_name(med))
-		return bad(c, "mediator '%s': not a mediator name (1 to %d of [a-z0-9_-])",
-			   med, MED_NAME_MAX);
+		return cfg_bad(c, "mediator '%s': not a mediator name (1 to %d of [a-z0-9_-])",
+			       med, MED_NAME_MAX);
 	if (*med && !mediator_known(med))
-		return bad(c, "mediator '%s': none is registered and no installed module provides it",
-			   med);
+		return cfg_bad(c, "mediator '%s': none is registered and no installed module provides it",
+			       med);
 	if (strlen(args) > MED_ARGS_MAX || strchr(args, '\n'))
-		return bad(c, "mediator_args: longer than %d bytes or holds a newline",
-			   MED_ARGS_MAX);
+		return cfg_bad(c, "mediator_args: longer than %d bytes or holds a newline",
+			       MED_ARGS_MAX);
 	if (*args && !*med)
-		return bad(c, "mediator_args given without a mediator");
-	o = json_object_new_object();
-	jadd_str(o, "device", bdf);
+		return cfg_bad(c, "mediator_args given without a mediator");
 	jadd_str(o, "mediator", med);
 	jadd_str(o, "mediator_args", args);
 	nr = json_object_new_array();
 	json_object_object_add(o, "regions", nr);
-	json_object_array_add(out, o);
 	json_object_object_get_ex(d, "regions", &regions);
 	for (i = 0; regions && i < json_object_array_length(regions); i++)
 		if (check_region(c, bdf, med,
 				 json_object_array_get_idx(regions, i), nr))
 			return -1;
-	/* Regions in their fixed order, as save writes them. */
 	return 0;
+}
+
+static int check_device(struct cfg_ctx *c, struct json_object *d,
+			struct json_object *out)
+{
+	struct json_object *o;
+	const char *bdf;
+	size_t i;
+
+	*c->where = 0;
+	if (cfg_check_keys(c, d, "a device", dev_keys, "sssa"))
+		return -1;
+	bdf = jstr(d, "device");
+	if (!bdf || !valid_bdf(bdf))
+		return cfg_bad(c, "device '%s': not a PCI address DDDD:BB:DD.F",
+			       str_or(bdf, ""));
+	snprintf(c->where, sizeof(c->where), "%s", bdf);
+	for (i = 0; i < json_object_array_length(out); i++)
+		if (!strcmp(jstr(json_object_array_get_idx(out, i), "device"), bdf))
+			return cfg_bad(c, "given twice");
+	o = json_object_new_object();
+	jadd_str(o, "device", bdf);
+	json_object_array_add(out, o);
+	/* Regions in their fixed order, as save writes them: canonical(). */
+	return cfg_check_config(c, bdf, d, o);
 }
 
 static int region_cmp(const void *a, const void *b)
@@ -378,7 +390,7 @@ static void canonical(struct json_object *devs)
 static struct json_object *load(const char *file)
 {
 	struct json_object *top, *devs = NULL, *out;
-	struct ctx c = { .file = file };
+	struct cfg_ctx c = { .cmd = "restore", .file = file };
 	const char *fmt;
 	size_t i;
 
@@ -392,21 +404,21 @@ static struct json_object *load(const char *file)
 		return NULL;
 	}
 	out = json_object_new_array();
-	if (check_keys(&c, top, "the document", top_keys, "sia"))
+	if (cfg_check_keys(&c, top, "the document", top_keys, "sia"))
 		goto fail;
 	fmt = jstr(top, "format");
 	if (fmt && strcmp(fmt, SAVE_FORMAT)) {
-		bad(&c, "format \"%s\": not \"" SAVE_FORMAT "\"", fmt);
+		cfg_bad(&c, "format \"%s\": not \"" SAVE_FORMAT "\"", fmt);
 		goto fail;
 	}
 	if (json_object_object_get_ex(top, "version", NULL) &&
 	    jint(top, "version") != SAVE_VERSION) {
-		bad(&c, "version %" PRId64 ": this vfmediate reads version %d",
+		cfg_bad(&c, "version %" PRId64 ": this vfmediate reads version %d",
 		    jint(top, "version"), SAVE_VERSION);
 		goto fail;
 	}
 	if (!json_object_object_get_ex(top, "devices", &devs)) {
-		bad(&c, "no \"devices\" array");
+		cfg_bad(&c, "no \"devices\" array");
 		goto fail;
 	}
 	for (i = 0; i < json_object_array_length(devs); i++)
@@ -561,6 +573,69 @@ static int converge(struct json_object *want, bool quiet)
 	}
 out:
 	json_object_put(top);
+	return ret;
+}
+
+/* -- one device, for udev-attach ------------------------------------------ */
+
+/* BDF's configuration in the save format, or NULL when it has none. */
+struct json_object *cfg_saved(const char *bdf)
+{
+	return dev_configured(bdf) ? save_device(bdf) : NULL;
+}
+
+/* What cfg_check_config() made, in the form save writes. */
+void cfg_canonical(struct json_object *dev)
+{
+	struct json_object *a = json_object_new_array();
+
+	json_object_array_add(a, json_object_get(dev));
+	canonical(a);
+	json_object_put(a);
+}
+
+/* Make BDF's configuration WANT (NULL: none), as converge() does. */
+static int converge_one(const char *bdf, struct json_object *want, bool quiet)
+{
+	struct json_object *now = cfg_saved(bdf);
+	int ret = 0;
+
+	if (now && want && json_object_equal(now, want))
+		goto out;
+	if (now) {
+		ret = dev_purge(bdf);
+		if (ret) {
+			if (!quiet)
+				report_write(bdf, NULL, "rmdir", NULL, ret);
+			goto out;
+		}
+	}
+	if (want)
+		ret = apply_device(want);
+out:
+	json_object_put(now);
+	return ret;
+}
+
+/*
+ * restore for one device: make BDF's configuration WANT (a canonical
+ * device object, or NULL for none), all or nothing.
+ */
+int cfg_apply(const char *cmd, const char *bdf, struct json_object *want)
+{
+	struct json_object *before = cfg_saved(bdf);
+	int ret = converge_one(bdf, want, false);
+
+	if (ret) {
+		if (converge_one(bdf, before, true))
+			err("%s: %s: rolling back failed too: the configuration "
+			    "is partly written; compare it with vfmediate save",
+			    cmd, bdf);
+		else
+			err("%s: %s: nothing configured, the configuration is "
+			    "as it was", cmd, bdf);
+	}
+	json_object_put(before);
 	return ret;
 }
 

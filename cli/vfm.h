@@ -35,6 +35,7 @@ extern const char *const vfm_actions[];	/* indexed by enum vfmediate_action */
 struct opts {
 	bool json;
 	bool pretty;
+	bool syslog;	/* messages to syslog(3) too (udev-attach) */
 };
 extern struct opts opt;
 
@@ -117,6 +118,27 @@ int do_stats(int argc, char **argv);
 int do_monitor(int argc, char **argv);
 int do_save(int argc, char **argv);
 int do_restore(int argc, char **argv);
+int do_udev_attach(int argc, char **argv);
+
+/* dev.c: bind, for udev-attach */
+int dev_bind(const char *bdf);
+void load_driver(void);
+
+/* save.c: checking and writing one device's configuration */
+struct cfg_ctx {
+	const char *cmd;	/* "restore", "udev-attach": messages start so */
+	const char *file;
+	char where[160];	/* what is being checked, for messages */
+};
+int cfg_bad(struct cfg_ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int cfg_check_keys(struct cfg_ctx *c, struct json_object *o, const char *what,
+		   const char *const *keys, const char *types);
+int cfg_check_config(struct cfg_ctx *c, const char *bdf, struct json_object *d,
+		     struct json_object *o);
+void cfg_canonical(struct json_object *dev);
+struct json_object *cfg_saved(const char *bdf);
+int cfg_apply(const char *cmd, const char *bdf, struct json_object *want);
 
 static inline const char *str_or(const char *s, const char *dflt)
 {
