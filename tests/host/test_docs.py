@@ -170,19 +170,21 @@ def cli_bin():
 def _cli_commands(cli_bin):
     out = subprocess.run([cli_bin, "-h"], capture_output=True, text=True,
                          check=True).stdout
-    return re.findall(r"^  ([a-z]+) ", out, re.M)
+    return re.findall(r"^  ([a-z][a-z-]*) ", out, re.M)
 
 
 def test_man8_documents_every_command(cli_bin):
     text = _man8_text() if shutil.which("man") else _read(MAN8)
     cmds = _cli_commands(cli_bin)
-    assert "restore" in cmds and "monitor" in cmds
+    assert "restore" in cmds and "monitor" in cmds and "udev-attach" in cmds
     for c in cmds + ["rule add", "rule del", "rule list", "rule set",
                      "stats --prometheus"]:
         assert re.search(r"^ {7}" + re.escape(c) + r"\b", text, re.M), c
-    for opt in ("-j", "-p", "-V", "-h", "-w", "-c", "--prometheus"):
+    for opt in ("-j", "-p", "-V", "-h", "-w", "-c", "--prometheus",
+                "--profiles"):
         assert re.search(r"(^|\s)" + re.escape(opt) + r"\b", text, re.M), opt
-    for sect in ("EXIT STATUS", "JSON OUTPUT", "SAVE FORMAT", "EXAMPLES"):
+    for sect in ("EXIT STATUS", "JSON OUTPUT", "SAVE FORMAT", "UDEV",
+                 "EXAMPLES"):
         assert re.search(rf"^{sect}$", text, re.M), sect
 
 
@@ -228,6 +230,8 @@ def test_man8_documents_every_metric():
     ("vfmediate rule add 0000:00:04.0 bar0 x 0-3 ro a", {"access", "audit"}),
     ("vfmediate rule set d bar0 r audit ", {"on", "off"}),
     ("vfmediate stats --p", {"--prometheus"}),
+    ("vfmediate ude", {"udev-attach"}),
+    ("vfmediate udev-attach --p", {"--profiles"}),
 ])
 def test_bash_completion(line, want):
     bc = "/usr/share/bash-completion/bash_completion"
