@@ -17,38 +17,40 @@
 
 struct opts opt;
 
+/*
+ * A message is written with one write(2): udev, which reads a helper's
+ * standard error from a pipe, logs each read as a line of its own.
+ */
+static void say(int prio, const char *prefix, const char *fmt, va_list ap)
+{
+	char msg[2048];
+	va_list aq;
+
+	va_copy(aq, ap);
+	vsnprintf(msg, sizeof(msg), fmt, aq);
+	va_end(aq);
+	fflush(stdout);
+	fprintf(stderr, "vfmediate: %s%s\n", prefix, msg);
+	if (opt.syslog)
+		syslog(prio, "%s%s", prefix, msg);
+}
+
 void err(const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fputs("vfmediate: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(LOG_ERR, "", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	if (opt.syslog) {
-		va_start(ap, fmt);
-		vsyslog(LOG_ERR, fmt, ap);
-		va_end(ap);
-	}
 }
 
 void warnx(const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fputs("vfmediate: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(LOG_WARNING, "warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	if (opt.syslog) {
-		va_start(ap, fmt);
-		vsyslog(LOG_WARNING, fmt, ap);
-		va_end(ap);
-	}
 }
 
 /* A usage mistake: the message, a pointer to -h, exit status 2. */
