@@ -103,6 +103,7 @@ def udevd():
         pytest.fail(f"{UDEVD} is not there (Debian's udev package)")
     if udevadm("control", "--ping", "--timeout=2", check=False).returncode == 0:
         pytest.fail("a udevd already runs in the guest")
+    had_run_udev = os.path.exists("/run/udev")
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(SBINDIR)
     os.symlink(CLI, os.path.join(SBINDIR, "vfmediate"))
@@ -135,6 +136,8 @@ def udevd():
         log.close()
         os.unlink(RULE_DST)
         shutil.rmtree(WORK, ignore_errors=True)
+        if not had_run_udev:        # udevd's database and our rules.d
+            shutil.rmtree("/run/udev", ignore_errors=True)
 
 
 def read_log(start=0):
