@@ -44,7 +44,7 @@ kcheck:
 # the guest suite's tests/test_cli.py), uAPI layouts, docs and schema
 # renderings.
 hostcheck:
-	@$(MAKE) --no-print-directory -C cli CFLAGS+=-Werror
+	@$(MAKE) --no-print-directory -C cli -B CFLAGS="-O2 -g -Werror"
 	@/usr/bin/python3 -m pytest -p no:cacheprovider --noconftest -q tests/host/
 
 # Deps come first and in their own make: the kernel list is only known
