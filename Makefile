@@ -84,8 +84,9 @@ demo: deps
 	[ -n "$$k" ] || k=$$(tests/vm/kernels | grep -v -- '-vfm-debug$$' | tail -n1); \
 	[ -n "$$k" ] || { echo "demo: no supported kernel installed" >&2; exit 1; }; \
 	mkdir -p build; \
-	echo "demo: building the modules for $$k"; \
-	$(MAKE) --no-print-directory -C kmod KVER=$$k > build/demo-build.log 2>&1 || \
+	echo "demo: building the modules for $$k and the vfmediate command"; \
+	{ $(MAKE) --no-print-directory -C kmod KVER=$$k && \
+	  $(MAKE) --no-print-directory -C cli; } > build/demo-build.log 2>&1 || \
 		{ cat build/demo-build.log >&2; echo "demo: build failed" >&2; exit 1; }; \
 	echo "demo: booting a test guest ($$k), about a minute"; \
 	tests/vm/run --kernel $$k -- tests/demo/demo.sh
