@@ -118,8 +118,8 @@ export DESTDIR
 # What the CLI's own Makefile is given.
 CLI_VARS = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SBINDIR="$(SBINDIR)" MANDIR="$(MANDIR)"
 # The files under <DESTDIR>/lib/modules/<release>/extra/: every module kmod/
-# builds (the list in dkms.conf).
-MODULE_FILES = vfmediate.ko mediators/vfmediate_*.ko
+# builds (the list in dkms.conf), .ko.xz where the kernel compresses them.
+MODULE_FILES = vfmediate.ko vfmediate.ko.* mediators/vfmediate_*.ko mediators/vfmediate_*.ko.*
 # The udev rule and the unit: <source>:<directory>; @SBINDIR@ replaced.
 CONF_FILES = udev/60-vfmediate.rules:'$(UDEVRULESDIR)' \
 	     systemd/vfmediate-restore.service:'$(SYSTEMDUNITDIR)'
