@@ -106,15 +106,13 @@ bench-kernels:
 # make install. DESTDIR is a staging root (packaging); PREFIX the
 # userspace prefix. udev rules and systemd units go where udev and systemd
 # read them whatever PREFIX is. The modules are built and installed for
-# KVER (one release or several), default the running kernel. DESTDIR
-# reaches kmod/Makefile through the environment.
+# KVER (one release or several), default the running kernel.
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 UDEVRULESDIR ?= /lib/udev/rules.d
 SYSTEMDUNITDIR ?= /lib/systemd/system
 INSTALL_KERNELS = $(if $(KVER),$(KVER),$(shell uname -r))
-export DESTDIR
 # What the CLI's own Makefile is given.
 CLI_VARS = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SBINDIR="$(SBINDIR)" MANDIR="$(MANDIR)"
 # The files under <DESTDIR>/lib/modules/<release>/extra/: every module kmod/
@@ -128,14 +126,18 @@ CONF_FILES = udev/60-vfmediate.rules:'$(UDEVRULESDIR)' \
 
 install: install-modules install-userspace
 
+# DESTDIR made absolute here: kmod/Makefile runs in kmod/.
 install-modules:
-	@set -e; for k in $(INSTALL_KERNELS); do \
+	@set -e; dest="$(DESTDIR)"; \
+	if [ -n "$$dest" ]; then mkdir -p "$$dest"; dest=$$(cd "$$dest" && pwd); fi; \
+	for k in $(INSTALL_KERNELS); do \
 		if [ ! -f "/lib/modules/$$k/build/Makefile" ]; then \
 			echo "install: no kernel build tree /lib/modules/$$k/build:" \
 				"install linux-headers-$$k, or set KVER=<release>" >&2; \
 			exit 1; \
 		fi; \
-		$(MAKE) --no-print-directory -C kmod KVER=$$k modules_install; \
+		$(MAKE) --no-print-directory -C kmod KVER=$$k DESTDIR="$$dest" \
+			modules_install; \
 	done
 
 install-userspace:
