@@ -128,14 +128,16 @@ install: install-modules install-userspace
 
 # DESTDIR made absolute here: kmod/Makefile runs in kmod/.
 install-modules:
-	@set -e; dest="$(DESTDIR)"; \
-	if [ -n "$$dest" ]; then mkdir -p "$$dest"; dest=$$(cd "$$dest" && pwd); fi; \
-	for k in $(INSTALL_KERNELS); do \
+	@set -e; for k in $(INSTALL_KERNELS); do \
 		if [ ! -f "/lib/modules/$$k/build/Makefile" ]; then \
 			echo "install: no kernel build tree /lib/modules/$$k/build:" \
 				"install linux-headers-$$k, or set KVER=<release>" >&2; \
 			exit 1; \
 		fi; \
+	done; \
+	dest="$(DESTDIR)"; \
+	if [ -n "$$dest" ]; then mkdir -p "$$dest"; dest=$$(cd "$$dest" && pwd); fi; \
+	for k in $(INSTALL_KERNELS); do \
 		$(MAKE) --no-print-directory -C kmod KVER=$$k DESTDIR="$$dest" \
 			modules_install; \
 	done

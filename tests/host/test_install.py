@@ -337,3 +337,17 @@ def test_install_without_headers_says_so(workdir):
     assert ("no kernel build tree /lib/modules/0.0.0-vfm-no-such-kernel/build"
             in p.stderr), p.stdout + p.stderr
     assert not os.path.exists(os.path.join(workdir, "d"))
+
+
+def test_relative_destdir_and_prefix(workdir):
+    """DESTDIR relative to the top directory, another PREFIX and SBINDIR."""
+    clone = os.path.join(workdir, "clone")
+    copy_project(clone)
+    shutil.rmtree(os.path.join(clone, "cli"), ignore_errors=True)
+    p = run_make(clone, ["install-userspace", "DESTDIR=stage",
+                         "PREFIX=/opt/vfm", "SBINDIR=/opt/vfm/bin"], False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    stage = os.path.join(clone, "stage")
+    assert tree(stage) == expected_files(None, "opt/vfm", set())
+    rule = _read(os.path.join(stage, "lib/udev/rules.d/60-vfmediate.rules"))
+    assert 'RUN+="/opt/vfm/bin/vfmediate udev-attach %k"' in rule
