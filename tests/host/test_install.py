@@ -312,6 +312,10 @@ def test_make_install_destdir(workdir):
                 ["modinfo", "-F", "vermagic", os.path.join(destdir, ko)],
                 capture_output=True, text=True).stdout
             assert vermagic.startswith(kver + " "), vermagic
+            version = subprocess.run(
+                ["modinfo", "-F", "version", os.path.join(destdir, ko)],
+                capture_output=True, text=True).stdout.strip()
+            assert version == _read(os.path.join(TOP, "VERSION")).strip()
 
         # make uninstall takes every one of them away again.
         p = run_make(clone, ["uninstall"] + args[1:], as_nobody)
