@@ -13,7 +13,10 @@ configuration and source tree, the udev rule and the systemd unit.
 - dkms.conf names every module kmod/ builds, with the version in VERSION;
   make dkms-source stages the sources DKMS builds from (make dkms-check,
   part of make check, builds them with dkms for every supported kernel).
-- the unit passes systemd-analyze verify without a message.
+- the unit passes systemd-analyze verify without a message;
+- udev itself (udevadm test, in a mount namespace where the rule is the
+  only rule file) runs the helper, with the function's address, for a
+  VF only and only while /etc/vfmediate/profiles exists.
 
     python3 -m pytest --noconftest tests/host/
 """
@@ -167,6 +170,65 @@ def test_udev_rule_is_narrow():
     # The cheap tests first: every other event fails the first two.
     assert keys[:3] == ['ACTION=="add"', 'SUBSYSTEM=="pci"', 'TEST=="physfn"']
     assert keys[-1] == 'RUN+="@SBINDIR@/vfmediate udev-attach %k"'
+
+
+def udevadm_test(tmp_path, rule, devpath):
+    """udevadm test of one add event against this rule file alone, in a
+    mount namespace where it is the only rule file udev reads."""
+    rules = tmp_path / "rules"
+    empty = tmp_path / "empty"
+    tmp_path.mkdir(exist_ok=True)
+    rules.mkdir()
+    empty.mkdir()
+    (rules / "60-vfmediate.rules").write_text(rule)
+    script = ('set -e; mount --bind "$1" /etc/udev/rules.d; '
+              'for d in /usr/lib/udev/rules.d /lib/udev/rules.d '
+              '/run/udev/rules.d; do [ ! -d "$d" ] || '
+              'mount --bind "$2" "$d"; done; '
+              'exec udevadm test --action=add "$3"')
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script, "_", str(rules),
+                        str(empty), devpath], capture_output=True, text=True,
+                       timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "Reading rules file: /etc/udev/rules.d/60-vfmediate.rules" in out
+    return [line for line in out.splitlines() if line.startswith("run: ")]
+
+
+def test_udev_rule_in_udevadm(tmp_path):
+    """The rule as udev reads it. This machine has no VF: the rule is
+    checked on a PCI function that is not one, then with its physfn test
+    turned around, which must then run the helper, and only while the
+    profiles directory exists."""
+    if os.geteuid() != 0 or not shutil.which("udevadm") \
+            or not shutil.which("unshare"):
+        pytest.skip("needs root, udevadm and unshare")
+    pci = "/sys/bus/pci/devices"
+    devs = sorted(d for d in (os.listdir(pci) if os.path.isdir(pci) else [])
+                  if not os.path.exists(os.path.join(pci, d, "physfn")))
+    if not devs:
+        pytest.skip("no PCI function on this machine")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no mount namespace here: " + probe.stderr.decode())
+    dev = devs[0]
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    rule = (_read(os.path.join(TOP, "udev", "60-vfmediate.rules"))
+            .replace("@SBINDIR@", "/usr/sbin")
+            .replace("/etc/vfmediate/profiles", str(profiles)))
+    helper = f"run: '/usr/sbin/vfmediate udev-attach {dev}'"
+    # Not a VF: nothing runs.
+    assert udevadm_test(tmp_path / "a", rule,
+                        os.path.join(pci, dev)) == []
+    # The same function taken for a VF: the helper, with its address.
+    turned = rule.replace('TEST=="physfn"', 'TEST!="physfn"')
+    assert udevadm_test(tmp_path / "b", turned,
+                        os.path.join(pci, dev)) == [helper]
+    # No profiles directory: nothing runs.
+    profiles.rmdir()
+    assert udevadm_test(tmp_path / "c", turned,
+                        os.path.join(pci, dev)) == []
 
 
 def unit_file():
