@@ -266,8 +266,16 @@ def test_unit_verifies(tmp_path):
     unit.write_text(_read(unit_file()).replace("@SBINDIR@", str(sbin)))
     p = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
                        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), \
-        p.stdout + p.stderr
+    out = (p.stdout + p.stderr).splitlines()
+    # verify loads the units ours names too (libvirtd.service, ...):
+    # what it says about another unit's own file is not ours to judge
+    # (bookworm-backports' libvirt uses a service type systemd 252 does
+    # not know).
+    others = [line for line in out
+              if re.match(r"/\S+\.[a-z]+:\d+: ", line)
+              and not line.startswith(str(unit) + ":")]
+    mine = [line for line in out if line not in others]
+    assert p.returncode == 0 and not mine, "\n".join(out)
 
 
 # -- make install / uninstall --------------------------------------------------
