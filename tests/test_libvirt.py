@@ -38,6 +38,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -278,7 +279,7 @@ def test_libvirt_managed_hostdev_vfmediate(libvirtd, nvme_vf, tmp_path):
         # Pre-provisioned: staged now, applied when QEMU opens the VF.
         ids = v.add_rule("config", "ids", "0x0-0x3", "pass", audit=1)
         cap = v.add_rule("bar0", "cap", "0x0-0x7", "ro")
-        assert v.state != "open"
+        assert (v.state, v.generation, ids.hits) == ("absent", 0, 0)
 
         xml = tmp_path / "domain.xml"
         xml.write_text(domain_xml(bdf))
@@ -288,6 +289,10 @@ def test_libvirt_managed_hostdev_vfmediate(libvirtd, nvme_vf, tmp_path):
             virsh("start", DOMAIN)
             started = time.monotonic() - t0
             assert virsh("domstate", DOMAIN).strip() == "running"
+            live = ET.fromstring(virsh("dumpxml", DOMAIN))
+            drv = live.find("devices/hostdev/driver")
+            assert drv is not None and drv.get("model") == "vfmediate", \
+                ET.tostring(live, encoding="unicode")
 
             # libvirt bound the VF the driverctl way, to the model named
             assert pci.driver(bdf) == "vfmediate"
@@ -316,7 +321,7 @@ def test_libvirt_managed_hostdev_vfmediate(libvirtd, nvme_vf, tmp_path):
             virsh("undefine", DOMAIN, check=False)
 
         assert DOMAIN not in virsh("list", "--all", "--name").split()
-        # closed, and handed back: no driver (or the one it had), no override
-        assert v.state != "open"
+        # closed and handed back: the driver it had (none), no override
+        assert (v.state, v.generation) == ("absent", 0)
         assert (pci.driver(bdf), pci.driver_override(bdf)) == before
     print(f"virsh start took {started:.1f}s")
