@@ -33,6 +33,7 @@ fails it.
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -195,11 +196,18 @@ def libvirtd():
     if missing:
         pytest.fail("libvirt is partly installed: missing "
                     + ", ".join(missing), pytrace=False)
-    ver = subprocess.run([LIBVIRTD, "--version"], capture_output=True,
-                         text=True, timeout=30).stdout.split()[-1]
-    if tuple(int(x) for x in ver.split(".")[:2]) < (10, 0):
-        pytest.fail(f"libvirt {ver} is installed; <driver model=...> needs "
-                    f">= 10.0 (bookworm-backports)", pytrace=False)
+    if not os.access(QEMU, os.X_OK):
+        pytest.fail(f"libvirt is installed but {QEMU} is not (qemu-system-x86)",
+                    pytrace=False)
+    r = subprocess.run([LIBVIRTD, "--version"], capture_output=True,
+                       text=True, timeout=30)
+    m = re.search(r"\(libvirt\) (\d+)\.(\d+)", r.stdout)
+    if r.returncode != 0 or not m:
+        pytest.fail(f"{LIBVIRTD} --version: exit {r.returncode}: "
+                    f"{(r.stdout + r.stderr).strip()[:300]!r}", pytrace=False)
+    if (int(m[1]), int(m[2])) < (10, 0):
+        pytest.fail(f"libvirt {m[1]}.{m[2]} is installed; <driver model=...> "
+                    f"needs >= 10.0 (bookworm-backports)", pytrace=False)
 
     # A writable copy of /etc/libvirt (the guest's root is read-only).
     etc = tempfile.mkdtemp(prefix="vfm-libvirt-etc.", dir="/run")
