@@ -44,6 +44,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import pci
+from budget import DEBUG_KERNEL
 from vfm import Vfm
 
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -57,8 +58,10 @@ LOG = "/tmp/libvirtd.log"
 PIDFILE = "/run/vfm-libvirtd.pid"
 ETC = "/etc/libvirt"
 
-DAEMON_START = 60       # s for libvirtd to answer (it probes QEMU first)
-VIRSH_TIMEOUT = 60      # s for any one virsh call
+# The debug kernel (KASAN, lockdep) runs everything several times slower.
+SLOW = 4 if DEBUG_KERNEL else 1
+DAEMON_START = 60 * SLOW    # s for libvirtd to answer (it probes QEMU first)
+VIRSH_TIMEOUT = 60 * SLOW   # s for any one virsh call
 
 LIBVIRTD_CONF = f"""\
 # tests/test_libvirt.py: root only, no polkit, no TCP
