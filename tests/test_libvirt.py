@@ -22,7 +22,7 @@ driver) inside the test guest, with a private configuration, and:
   override left.
 
 The guest's root is the host's, read-only: the fixture bind-mounts a
-writable copy of /etc/libvirt with its own libvirtd.conf and qemu.conf
+fresh, writable /etc/libvirt holding only its libvirtd.conf and qemu.conf
 (root, no security driver, no cgroups, no namespaces, no virtlogd), makes
 the daemon's directories in the guest's tmpfs and starts libvirtd
 directly (no systemd, no socket activation); it logs to
@@ -212,13 +212,11 @@ def libvirtd():
         pytest.fail(f"libvirt {m[1]}.{m[2]} is installed; <driver model=...> "
                     f"needs >= 10.0 (bookworm-backports)", pytrace=False)
 
-    # A writable copy of /etc/libvirt (the guest's root is read-only).
+    # Our own /etc/libvirt, writable (the guest's root is the host's,
+    # read-only), with nothing of the host's configuration or domains.
     etc = tempfile.mkdtemp(prefix="vfm-libvirt-etc.", dir="/run")
-    shutil.copytree(ETC, etc, dirs_exist_ok=True, symlinks=True)
-    for d in ("qemu", "qemu/networks", "qemu/autostart"):
-        os.makedirs(os.path.join(etc, d), exist_ok=True)
-    for f in glob.glob(os.path.join(etc, "qemu", "*.xml")):
-        os.unlink(f)
+    os.chmod(etc, 0o755)
+    os.makedirs(os.path.join(etc, "qemu", "autostart"))
     with open(os.path.join(etc, "libvirtd.conf"), "w") as f:
         f.write(LIBVIRTD_CONF)
     with open(os.path.join(etc, "qemu.conf"), "w") as f:
