@@ -404,7 +404,10 @@ static int pci_driver(const char *bdf, char *buf, size_t len)
 	}
 	link[n] = 0;
 	s = strrchr(link, '/');
-	snprintf(buf, len, "%s", s ? s + 1 : link);
+	s = s ? s + 1 : link;
+	if (strlen(s) >= len)
+		return -ENAMETOOLONG;
+	strcpy(buf, s);
 	return 0;
 }
 

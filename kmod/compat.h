@@ -58,4 +58,18 @@
 #define VFM_MONITOR_PRIVATE	false
 #endif
 
+/*
+ * genl_family.bind and .unbind (v6.7) tell a family when a socket joins
+ * or leaves one of its multicast groups, which lets the access path keep
+ * whether anyone listens in a variable of its own (netlink.c). Without
+ * them it asks genetlink at every access it could report.
+ */
+#ifdef VFM_HAVE_GENL_BIND
+#define VFM_GENL_BIND_OPS	.bind = vfm_nl_bind, .unbind = vfm_nl_unbind,
+#define VFM_GENL_BIND		true
+#else
+#define VFM_GENL_BIND_OPS
+#define VFM_GENL_BIND		false
+#endif
+
 #endif /* _VFM_COMPAT_H */

@@ -106,9 +106,10 @@ static bool vfm_ev_allow(struct vfm_counter *c)
 }
 
 /*
- * Report an access that @c's rule audits or refuses; from the access
- * path, in any context. The record is the accessing task's to fill once
- * it holds VFM_CTR_BUSY; VFM_CTR_READY hands it to the worker.
+ * Report an access that @c's rule audits or refuses, while someone
+ * listens (vfm_monitored()); from the access path, in any context. The
+ * record is the accessing task's to fill once it holds VFM_CTR_BUSY;
+ * VFM_CTR_READY hands it to the worker.
  */
 void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
 		      bool iswrite)
@@ -117,8 +118,6 @@ void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
 						 VFM_EV_AUDITED;
 	struct vfm_access_rec *rec = &c->rec;
 
-	if (!vfm_nl_listening())
-		return;
 	if (test_and_set_bit_lock(VFM_CTR_BUSY, &c->ev_flags))
 		goto suppress;
 	if (!vfm_ev_allow(c)) {

@@ -343,3 +343,4 @@ module_exit(vfm_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("vfmediate developers");
 MODULE_DESCRIPTION("VFIO PCI variant driver that mediates parts of a device's accesses");
+MODULE_VERSION(VFMEDIATE_VERSION);

@@ -43,6 +43,38 @@ bool vfm_nl_listening(void)
 	return genl_has_listeners(&vfm_genl_family, &init_net, VFM_NL_MONITOR);
 }
 
+/*
+ * Whether the monitor group has listeners, for the access path
+ * (vfm_monitored()): 1 yes, 0 no, -1 unknown, ask genetlink. A socket
+ * joining sets 1, before it is a listener; one leaving, or a multicast
+ * that found no listener, sets -1, and the next access asks. So a
+ * listener never misses an event for a stale 0; a stale 1, whose events
+ * go nowhere, lasts until the first of them is sent.
+ */
+int vfm_nl_monitor_state = -1;
+
+bool vfm_nl_monitored_slow(void)
+{
+	bool on = vfm_nl_listening();
+
+	if (VFM_GENL_BIND)
+		cmpxchg(&vfm_nl_monitor_state, -1, on);
+	return on;
+}
+
+static int __maybe_unused vfm_nl_bind(int group)
+{
+	if (group == VFM_NL_MONITOR)
+		WRITE_ONCE(vfm_nl_monitor_state, 1);
+	return 0;
+}
+
+static void __maybe_unused vfm_nl_unbind(int group)
+{
+	if (group == VFM_NL_MONITOR)
+		WRITE_ONCE(vfm_nl_monitor_state, -1);
+}
+
 static int vfm_nl_put_u64(struct sk_buff *skb, int type, u64 v)
 {
 	return nla_put_u64_64bit(skb, type, v, VFMEDIATE_A_PAD);
@@ -402,8 +434,9 @@ out:
 static void vfm_nl_multicast(struct sk_buff *msg, void *hdr)
 {
 	genlmsg_end(msg, hdr);
-	genlmsg_multicast(&vfm_genl_family, msg, 0, VFM_NL_MONITOR,
-			  GFP_KERNEL);
+	if (genlmsg_multicast(&vfm_genl_family, msg, 0, VFM_NL_MONITOR,
+			      GFP_KERNEL) == -ESRCH)
+		cmpxchg(&vfm_nl_monitor_state, 1, -1);	/* no one, after all */
 }
 
 /* A lifecycle event, from the event worker. */
@@ -514,6 +547,7 @@ static struct genl_family vfm_genl_family __ro_after_init = {
 	.resv_start_op = VFMEDIATE_CMD_DEV_GET,
 	.mcgrps = vfm_nl_mcgrps,
 	.n_mcgrps = ARRAY_SIZE(vfm_nl_mcgrps),
+	VFM_GENL_BIND_OPS
 };
 
 int vfm_nl_init(void)

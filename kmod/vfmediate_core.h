@@ -391,6 +391,17 @@ void vfm_events_exit(void);
 int vfm_nl_init(void);
 void vfm_nl_exit(void);
 bool vfm_nl_listening(void);
+extern int vfm_nl_monitor_state;
+bool vfm_nl_monitored_slow(void);
+
+/* Does anyone listen to the monitor group? For the access path. */
+static inline bool vfm_monitored(void)
+{
+	int state = READ_ONCE(vfm_nl_monitor_state);
+
+	return state < 0 ? vfm_nl_monitored_slow() : state;
+}
+
 void vfm_nl_event(u32 type, const char *dev, const char *mediator,
 		  u64 generation, int err, const char *error);
 void vfm_nl_access_event(const struct vfm_counter *c,
@@ -405,8 +416,8 @@ static inline bool vfm_refuses(u8 action, bool iswrite)
 
 /*
  * Count an access of @size bytes at @off that met @iv, and report it when
- * its rule audits or refuses it: only then does the out-of-line event path
- * run, which costs nothing more while no one listens.
+ * its rule audits or refuses it and someone listens: only then does the
+ * out-of-line event path run.
  */
 static inline void vfm_count(const struct vfm_interval *iv, u64 off, u32 size,
 			     bool iswrite)
@@ -420,7 +431,7 @@ static inline void vfm_count(const struct vfm_interval *iv, u64 off, u32 size,
 	this_cpu_add(c->pcpu->bytes, size);
 	if (refused)
 		this_cpu_inc(c->pcpu->refused);
-	if (refused || iv->audit)
+	if ((refused || iv->audit) && vfm_monitored())
 		vfm_event_access(c, iv->action, off, size, iswrite);
 }
 

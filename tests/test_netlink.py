@@ -347,6 +347,44 @@ def test_no_listener_costs_no_event(edu_vfm):
         ("access_refused", 0)]
 
 
+def test_listeners_come_and_go(edu_vfm):
+    """The access path keeps whether anyone listens (netlink.c): listeners
+    joining, leaving, closing, and leaves of groups never joined must not
+    make a listener miss an event."""
+    with Vfm(edu_vfm) as v:
+        v.add_rule("bar0", "fact", f"{EDU_FACT:#x}-{EDU_FACT + 3:#x}",
+                   "deny")
+        with Device(edu_vfm) as dev, Nl() as a:
+
+            def refused_once(*listeners):
+                """One refused access: each listener hears it once."""
+                with pytest.raises(OSError):
+                    dev.read32(BAR0, EDU_FACT)
+                for n in listeners:
+                    got = [e for e in mine(n.events(timeout=1.2), edu_vfm)
+                           if e.has(A.OFFSET)]
+                    assert len(got) == 1, got
+
+            a.subscribe()
+            refused_once(a)
+            with Nl() as b:                 # a second one joins, leaves
+                b.subscribe()
+                refused_once(a, b)
+                b.unsubscribe()
+            refused_once(a)
+            with Nl() as c:                 # one joins and closes
+                c.subscribe()
+            refused_once(a)
+            with Nl() as d:                 # leaves a group it never joined
+                d.unsubscribe()
+            refused_once(a)
+            a.unsubscribe()
+            with pytest.raises(OSError):
+                dev.read32(BAR0, EDU_FACT)  # no one: nothing queued
+            a.subscribe()
+            refused_once(a)                 # the first access after joining
+
+
 UNPRIV = f"""
 import sys
 sys.path.insert(0, {LIB!r})

@@ -34,6 +34,7 @@ HEADER = os.path.join(os.path.dirname(__file__), "..", "..", "include",
 NETLINK_GENERIC = 16
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_DROP_MEMBERSHIP = 2
 NETLINK_EXT_ACK = 11
 GENL_ID_CTRL = 0x10
 CTRL_CMD_GETFAMILY = 3
@@ -276,6 +277,10 @@ class Nl:
 
     def subscribe(self, group: str = MONITOR) -> None:
         self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP,
+                             self.groups[group])
+
+    def unsubscribe(self, group: str = MONITOR) -> None:
+        self.sock.setsockopt(SOL_NETLINK, NETLINK_DROP_MEMBERSHIP,
                              self.groups[group])
 
     def event(self, timeout: float = 2.0) -> Optional[Msg]:
