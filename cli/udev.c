@@ -71,7 +71,10 @@ static int link_name(const char *path, char *buf, size_t len)
 		return -1;
 	link[n] = 0;
 	s = strrchr(link, '/');
-	snprintf(buf, len, "%s", s ? s + 1 : link);
+	s = s ? s + 1 : link;
+	if (strlen(s) >= len)
+		return -1;
+	strcpy(buf, s);
 	return 0;
 }
 
