@@ -18,6 +18,7 @@ Runs on the host, outside the guest suite:
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -238,8 +239,8 @@ def test_bash_completion(line, want):
     if not os.path.exists(bc):
         pytest.skip("bash-completion not installed")
     script = f"""
-source {bc}
-source {COMPLETION}
+source {shlex.quote(bc)}
+source {shlex.quote(COMPLETION)}
 COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}
 read -ra COMP_WORDS <<< "$COMP_LINE"
 [[ $COMP_LINE == *" " ]] && COMP_WORDS+=("")
