@@ -112,6 +112,11 @@ bench: deps
 bench-kernels:
 	@tests/bench/bench -- $(filter-out %-vfm-debug,$(KERNELS))
 
+# The last run's table (build/bench/table.md) into README's Performance.
+.PHONY: bench-readme
+bench-readme:
+	@tests/bench/readme
+
 # make install. DESTDIR is a staging root (packaging); PREFIX the
 # userspace prefix. udev rules and systemd units go where udev and systemd
 # read them whatever PREFIX is. The modules are built and installed for

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * udev-attach BDF: what udev/60-vfmediate.rules runs for every SR-IOV
- * virtual function that appears. It reads the profiles,
+ * udev-attach BDF: what udev/60-vfmediate.rules runs for every PCI
+ * function that appears; it acts on SR-IOV virtual functions only. It
+ * reads the profiles,
  * /etc/vfmediate/profiles/NAME.json (another directory with --profiles or
  * $VFMEDIATE_PROFILES), in name order; the first whose "match" fits the
  * function gives its configuration, which is written to configfs as
@@ -15,6 +16,12 @@
  * helper for every function (exit status 1, the file and the key named)
  * until it is mended. Messages go to standard error, which udev logs at
  * debug level only, and to syslog(3).
+ *
+ * The kernel announces a VF (pci_device_add()) a moment before it links
+ * it to its PF (pci_iov_sysfs_link()), so udev may run the helper before
+ * "physfn" exists. A function without the link whose vendor:device a
+ * profile names is therefore given VF_LINK_WAIT_MS for the link to
+ * appear; any other function without it is left alone at once.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -32,6 +39,8 @@
 #define PROFILES_DIR	"/etc/vfmediate/profiles"
 #define PROFILES_ENV	"VFMEDIATE_PROFILES"
 #define VF_INDEX_MAX	65535	/* TotalVFs is 16 bits wide */
+#define VF_LINK_WAIT_MS	2000
+#define VF_LINK_POLL_MS	10
 
 static const char *const profile_keys[] = {
 	"match", "mediator", "mediator_args", "regions", NULL
@@ -44,6 +53,7 @@ struct fn {
 	unsigned int vendor, device;
 	char pf[64];	/* its PF's address; "" when it is not a VF */
 	long vf;	/* its index under the PF (virtfnN); -1 when unknown */
+	bool id_named;	/* a profile's match.id is its vendor:device */
 };
 
 static int read_id(const char *bdf, const char *attr, unsigned int *v)
@@ -85,6 +95,7 @@ static int fn_read(struct fn *f, const char *bdf)
 
 	f->bdf = bdf;
 	f->vf = -1;
+	f->id_named = false;
 	*f->pf = 0;
 	if (read_id(bdf, "vendor", &f->vendor) ||
 	    read_id(bdf, "device", &f->device)) {
@@ -148,7 +159,7 @@ static bool vf_index(struct json_object *o, long *k)
 
 /* Check "match" whole; *fits says whether it fits the function. */
 static int check_match(struct cfg_ctx *c, struct json_object *m,
-		       const struct fn *f, bool *fits)
+		       struct fn *f, bool *fits)
 {
 	struct json_object *id, *pf, *vf;
 	unsigned int vendor, device;
@@ -169,6 +180,10 @@ static int check_match(struct cfg_ctx *c, struct json_object *m,
 			       json_object_get_string(id));
 	if (vendor != f->vendor || device != f->device)
 		*fits = false;
+	else
+		f->id_named = true;
+	if (!*f->pf)
+		*fits = false;	/* not a VF (yet) */
 	if (json_object_object_get_ex(m, "pf", &pf)) {
 		if (!valid_bdf(json_object_get_string(pf)))
 			return cfg_bad(c, "match.pf '%s': not a PCI address "
@@ -219,7 +234,7 @@ static const char *json_why(void)
  * One profile, checked whole. When it fits and nothing before it did,
  * *want is its configuration for the function, in canonical form.
  */
-static int check_profile(const char *file, const struct fn *f,
+static int check_profile(const char *file, struct fn *f,
 			 struct json_object **want)
 {
 	struct cfg_ctx c = { .cmd = "udev-attach", .file = file };
@@ -264,6 +279,38 @@ static int check_profile(const char *file, const struct fn *f,
 out:
 	json_object_put(top);
 	return ret;
+}
+
+/* Every profile checked; *want is the first that fits, from *from. */
+static int check_profiles(char **files, int n, struct fn *f,
+			  struct json_object **want, const char **from)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct json_object *had = *want;
+
+		if (check_profile(files[i], f, want))
+			return -1;
+		if (!had && *want)
+			*from = files[i];
+	}
+	return 0;
+}
+
+/* True once @bdf has its physfn link, false after VF_LINK_WAIT_MS. */
+static bool wait_physfn(const char *bdf)
+{
+	char p[256];
+	int t;
+
+	snprintf(p, sizeof(p), SYSFS_PCI "/devices/%s/physfn", bdf);
+	for (t = 0; t < VF_LINK_WAIT_MS; t += VF_LINK_POLL_MS) {
+		if (!access(p, F_OK))
+			return true;
+		usleep(VF_LINK_POLL_MS * 1000);
+	}
+	return !access(p, F_OK);
 }
 
 /* The profiles, NAME.json in name order; NULL with *n 0 when none. */
@@ -346,17 +393,17 @@ int do_udev_attach(int argc, char **argv)
 		free_list(files, n);
 		return EXIT_OK;
 	}
-	if (fn_read(&f, bdf))
+	if (fn_read(&f, bdf) || check_profiles(files, n, &f, &want, &from))
 		goto out;
-	for (i = 0; i < n; i++) {
-		struct json_object *had = want;
-
-		if (check_profile(files[i], &f, &want))
+	if (!*f.pf && f.id_named) {
+		if (!wait_physfn(bdf))
+			goto nothing;	/* not a VF: left alone */
+		if (fn_read(&f, bdf) ||
+		    check_profiles(files, n, &f, &want, &from))
 			goto out;
-		if (!had && want)
-			from = files[i];
 	}
 	if (!want) {
+nothing:
 		ret = EXIT_OK;		/* no profile is for this function */
 		goto out;
 	}

@@ -4,7 +4,8 @@
 - every test fails if the kernel log gained a splat while it ran;
 - ``bind`` binds a function to a named driver the way libvirt/driverctl do
   and restores it at teardown;
-- ``edu``, ``nvme_vf``, ``nvme_vfs`` name the guest's test functions.
+- ``edu``, ``nvme_vf``, ``nvme_vfs``, ``igb`` name the guest's test
+  functions (igb, QEMU 8 and later, is the one with an expansion ROM).
 """
 import errno
 import os
@@ -19,6 +20,7 @@ import pci  # noqa: E402
 
 EDU_ID = (0x1234, 0x11E8)
 NVME_ID = (0x1B36, 0x0010)
+IGB_ID = (0x8086, 0x10C9)
 
 SPLAT = re.compile(
     r"BUG|WARNING|Oops|refcount|list_add corruption|list_del corruption|"
@@ -159,6 +161,14 @@ def nvme_vfs():
 @pytest.fixture(scope="session")
 def nvme_vf(nvme_vfs):
     return nvme_vfs[0]
+
+
+@pytest.fixture(scope="session")
+def igb():
+    found = [b for b in _functions(IGB_ID) if not pci.physfn(b)]
+    if not found:
+        pytest.skip("no igb function in the guest (QEMU older than 8)")
+    return found[0]
 
 
 @pytest.fixture

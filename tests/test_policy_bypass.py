@@ -20,8 +20,8 @@ byte goes through the table or is refused.
 - a second fd of an open device, and the iommufd cdev (when the kernel
   has it), get the same running table.
 - config space is reachable through read/write only (no mmap, no
-  ioeventfd); ROM: no test device has one (the ROM rule's fail-closed
-  open is in test_policy.py); VGA: no test device has it either.
+  ioeventfd); ROM: rules on igb's expansion ROM (tests/vm/run gives it
+  one) read as documented; VGA: no test device has a VGA region.
 """
 import ctypes
 import errno
@@ -32,6 +32,7 @@ import time
 import pytest
 
 import iommufd
+import optionrom
 import pci
 import vfio
 import vfm
@@ -403,23 +404,61 @@ def test_config_space_only_through_read_write(edu_vfm):
         assert r.hits == 1
 
 
-@pytest.mark.parametrize("fn", ["edu", "nvme_vf"])
-def test_rom_deny(request, bind, fn):
-    """A deny rule on the expansion ROM refuses its read. Needs a test
-    device with a ROM."""
-    bdf = request.getfixturevalue(fn)
-    size = pci.rom_size(bdf)
-    if not size:
-        pytest.skip(f"{fn} ({bdf}) has no expansion ROM (resource6 size "
-                    "0); no device of the test guest has one")
-    bind(bdf, VFM)
+def igb_rom():
+    """The image tests/vm/run gave the guest's igb (tests/lib/optionrom.py)."""
+    return optionrom.image(0x8086, 0x10C9)
+
+
+def test_igb_has_the_rom_we_gave_it(igb, bind):
+    """Without rules, the ROM region reads back the image QEMU was given:
+    the ROM tests below have something real to guard."""
+    image = igb_rom()
+    bdf = bind(igb, VFM)
+    assert pci.rom_size(bdf) >= len(image)
+    with Device(bdf) as dev:
+        assert dev.region_info(ROM).size >= len(image)
+        assert dev.pread(ROM, 0, len(image)) == image
+
+
+@pytest.mark.parametrize("action", ["deny", "ignore", "ro", "pass"])
+def test_rom_rules(igb, bind, action):
+    """A rule on ROM bytes 0x30-0x3f: deny refuses any read that touches
+    them, before any byte moves; ignore reads them as zeros; ro and pass
+    return the ROM's bytes. Reads around the rule are untouched, and every
+    touching read counts one hit (a plain pass counts nothing)."""
+    image = igb_rom()
+    bdf = bind(igb, VFM)
     with Vfm(bdf) as v:
-        v.add_rule("rom", "deny-head", "0x0-0x1", "deny")
+        r = v.add_rule("rom", "r", "0x30-0x3f", action)
         with Device(bdf) as dev:
-            dev.enable_bus_master()
-            assert attempt(dev.pread, ROM, 0, 2) == "EACCES"
-            assert attempt(dev.pread, ROM, 0, size) == "EACCES"
-            assert len(dev.pread(ROM, 2, 2)) == 2
+            assert dev.pread(ROM, 0, 0x30) == image[:0x30]
+            assert dev.pread(ROM, 0x40, 0x100) == image[0x40:0x140]
+            for off, size in ((0x30, 4), (0x2e, 4), (0x3c, 8), (0, 0x100)):
+                if action == "deny":
+                    assert attempt(dev.pread, ROM, off, size) == "EACCES"
+                    continue
+                got = dev.pread(ROM, off, size)
+                want = bytearray(image[off:off + size])
+                if action == "ignore":
+                    for i in range(max(off, 0x30), min(off + size, 0x40)):
+                        want[i - off] = 0
+                assert got == bytes(want), (off, size)
+        assert r.hits == (0 if action == "pass" else 4)
+
+
+def test_rom_trap_and_audit(igb, bind):
+    """A trap to nop (which forwards) and an audited pass both return the
+    ROM's bytes and count each read."""
+    image = igb_rom()
+    bdf = bind(igb, VFM)
+    with Vfm(bdf, mediator="nop") as v:
+        t = v.add_rule("rom", "t", "0x100-0x1ff", "trap")
+        a = v.add_rule("rom", "a", "0x200-0x2ff", "pass", audit=1)
+        with Device(bdf) as dev:
+            assert dev.pread(ROM, 0x100, 0x100) == image[0x100:0x200]
+            assert dev.pread(ROM, 0x1f0, 0x20) == image[0x1f0:0x210]
+            assert dev.pread(ROM, 0x200, 4) == image[0x200:0x204]
+        assert (t.hits, a.hits) == (2, 2)
 
 
 @pytest.mark.parametrize("fn", ["edu", "nvme_vf"])

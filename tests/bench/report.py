@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Statistics and tables of the vfmediate benchmark.
 
-    tests/bench/report.py [--markdown] RESULTS.json...
+    tests/bench/report.py [--markdown] [--commit ID] RESULTS.json...
 
 Every round is one fresh process; it opens both functions and measures
 them, then closes and opens them again, --reopen times (runs). A run
@@ -17,7 +17,11 @@ sides. Absolute times are medians over the runs of A's and B's medians.
 
 With several result files (one per kernel), prints one table per kernel
 and then a combined table; --markdown prints the combined table only, in
-Markdown, for the README.
+Markdown, for the README (tests/bench/readme puts it there). --commit
+names the commit measured in the tables' heading.
+
+Exits 1 when a target is missed (a verdict MISS: the median's whole 95%
+confidence interval beyond the target), after printing which.
 """
 from __future__ import annotations
 
@@ -270,9 +274,30 @@ def format_combined(results, markdown=False):
     return "\n".join(out)
 
 
+def misses(results):
+    """'kernel: scenario op' of every target missed."""
+    out = []
+    for r in results:
+        s = r.get("summary") or summarize(r)
+        for name, op in TARGETS:
+            if name in s and op in s[name]["ops"] and \
+                    verdict(s, name, op)[1] == "MISS":
+                out.append(f"{r['kernel']}: {s[name]['label']} {op}")
+    return out
+
+
 def main(argv):
     md = "--markdown" in argv
-    files = [a for a in argv if a != "--markdown"]
+    argv = [a for a in argv if a != "--markdown"]
+    commit = None
+    if "--commit" in argv:
+        i = argv.index("--commit")
+        if i + 1 >= len(argv):
+            print("report.py: --commit needs an ID", file=sys.stderr)
+            return 2
+        commit = argv[i + 1]
+        del argv[i:i + 2]
+    files = argv
     if not files:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
@@ -280,12 +305,18 @@ def main(argv):
     for fn in files:
         with open(fn) as f:
             results.append(json.load(f))
+    if commit:
+        print(f"`make bench` at commit {commit}:\n" if md else
+              f"measured at commit {commit}")
     if not md:
         for r in results:
             print(format_kernel(r))
             print()
     print(format_combined(results, markdown=md))
-    return 0
+    missed = misses(results)
+    for m in missed:
+        print(f"MISS: {m}", file=sys.stderr)
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -183,7 +183,10 @@ SCENARIOS = [
     # (rate-limited to 10 a second, the rest counted as suppressed).
     Scenario("auditmon", "audit rule on the access, monitor listening",
              READ_WRITE, nrules=1, action="pass", audit=1, listen=True),
-    Scenario("trap", "trap to the nop mediator", READ_WRITE, mediator=True),
+    # nop traps the window (its arguments) and a trap rule names it, so
+    # the rule's hits show that the accesses were trapped.
+    Scenario("trap", "trap to the nop mediator", READ_WRITE, nrules=1,
+             action="trap", mediator=True),
     Scenario("ro", "ro rule (write refused)", READ_WRITE, nrules=1,
              action="ro", expect={"pwrite": "EPERM"}),
     Scenario("deny", "deny rule (refused)", READ_WRITE, nrules=1,
@@ -337,10 +340,11 @@ def run_scenario(args, prof, scen, pair):
             check_round(scen, r, errors)
             rounds.append(r)
         hits = None
-        if scen.audit and cfgs:
+        if (scen.audit or scen.action == "trap") and cfgs:
             hits = sum(v.rule("bar0", "target").hits for v in cfgs)
             if hits <= 0:
-                errors.append(f"{scen.name}: audit rule counted no hit")
+                errors.append(f"{scen.name}: the {scen.action} rule "
+                              "counted no hit")
         if listener:
             heard = stop_listener(listener)
             listener = None
