@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * vfmediate: what the core exports to mediators besides registration
- * (registry.c) and vfm_trap_range() (cfs.c): accessors, and the default
+ * (registry.c) and vfm_trap_range() (policy.c): accessors, and the default
  * handlers, which do what vfio-pci would do.
  */
 #include <linux/mm.h>

@@ -134,7 +134,7 @@ static int vfm_open_device(struct vfio_device *core_vdev)
 	 * After finish_enable: the table needs the BARs' mmap-ability it
 	 * probes. No access is possible before open_device returns.
 	 */
-	ret = vfm_cfs_open(vd);
+	ret = vfm_policy_open(vd);
 	if (ret) {
 		WRITE_ONCE(vd->enabled, false);
 		vfm_bar_unmap_all(vd);
@@ -148,7 +148,7 @@ static void vfm_close_device(struct vfio_device *core_vdev)
 	struct vfm_device *vd = to_vfm(core_vdev);
 
 	/* No access can be in flight: the last file of the device is gone. */
-	vfm_cfs_close(vd);
+	vfm_policy_close(vd);
 	WRITE_ONCE(vd->enabled, false);
 	vfm_bar_unmap_all(vd);
 	vfio_pci_core_close_device(core_vdev);
@@ -246,14 +246,14 @@ static int vfm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	/* vfio-pci-core's PCI callbacks expect its own device here. */
 	dev_set_drvdata(&pdev->dev, &vd->core);
 	/* Before it can be opened: its configuration applies from the start. */
-	vfm_cfs_bind(vd);
+	vfm_policy_bind(vd);
 	ret = vfio_pci_core_register_device(&vd->core);
 	if (ret)
 		goto out_unbind;
 	return 0;
 
 out_unbind:
-	vfm_cfs_unbind(vd);
+	vfm_policy_unbind(vd);
 	vfio_put_device(&vd->core.vdev);
 	return ret;
 }
@@ -263,7 +263,7 @@ static void vfm_pci_remove(struct pci_dev *pdev)
 	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
 
 	vfio_pci_core_unregister_device(core);
-	vfm_cfs_unbind(container_of(core, struct vfm_device, core));
+	vfm_policy_unbind(container_of(core, struct vfm_device, core));
 	vfio_put_device(&core->vdev);
 }
 

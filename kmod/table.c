@@ -65,6 +65,37 @@ void vfm_counter_read(const struct vfm_counter *c, struct vfm_counts *sum)
 	}
 }
 
+/* Size of region @index of the bound device, as VFIO reports it. */
+u64 vfm_region_len(struct vfm_device *vd, unsigned int index)
+{
+	struct pci_dev *pdev = vd->core.pdev;
+
+	switch (index) {
+	case VFIO_PCI_BAR0_REGION_INDEX ... VFIO_PCI_BAR5_REGION_INDEX:
+		return pci_resource_len(pdev, index);
+	case VFIO_PCI_ROM_REGION_INDEX:
+		if (pci_resource_len(pdev, PCI_ROM_RESOURCE))
+			return pci_resource_len(pdev, PCI_ROM_RESOURCE);
+		if (pdev->resource[PCI_ROM_RESOURCE].flags & IORESOURCE_ROM_SHADOW)
+			return 0x20000;
+		return 0;
+	case VFIO_PCI_CONFIG_REGION_INDEX:
+		return pdev->cfg_size;
+	case VFIO_PCI_VGA_REGION_INDEX:
+		/*
+		 * vfio-pci-core sets has_vga when it enables the device, at
+		 * open; before, go by the class, as it does. A rule accepted
+		 * then on a device it gives no VGA region (its disable_vga)
+		 * fails the open.
+		 */
+		if (READ_ONCE(vd->enabled))
+			return vd->core.has_vga ? 0xc0000 : 0;
+		return (pdev->class >> 8) == PCI_CLASS_DISPLAY_VGA ? 0xc0000 : 0;
+	default:
+		return 0;
+	}
+}
+
 struct vfm_table *vfm_table_alloc(void)
 {
 	return kzalloc(sizeof(struct vfm_table), GFP_KERNEL);

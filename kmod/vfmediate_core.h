@@ -5,7 +5,7 @@
  *
  * Locking. No two of these locks are ever held together:
  *
- *  vfm_config_lock (global mutex, cfs.c)
+ *  vfm_config_lock (global mutex, policy.c)
  *	The staged configuration: everything under configfs devices/, the
  *	mediator attached to each, the rules a device compiled last, and the
  *	link between a configuration and the bound device of the same name.
@@ -352,6 +352,7 @@ int vfm_device_feature(struct vfio_device *core_vdev, u32 flags,
 		       void __user *arg, size_t argsz);
 
 /* table.c */
+u64 vfm_region_len(struct vfm_device *vd, unsigned int index);
 struct vfm_table *vfm_table_alloc(void);
 void vfm_table_free(const struct vfm_table *tbl);
 struct vfm_rules *vfm_rules_alloc(void);
@@ -450,7 +451,7 @@ bool vfm_valid_name(const char *name);
 int vfm_registry_init(struct config_group *parent);
 void vfm_registry_exit(void);
 
-/* cfs.c: configfs, and what netlink reports of it */
+/* cfs.c: configfs, and what netlink reports of it; policy.c: names */
 #define VFM_ARGS_LEN		256
 
 /* A device as netlink reports it. */
@@ -488,11 +489,12 @@ const char *vfm_region_name(unsigned int index);
 
 int vfm_cfs_init(void);
 void vfm_cfs_exit(void);
-void vfm_cfs_bind(struct vfm_device *vd);
-void vfm_cfs_unbind(struct vfm_device *vd);
-int vfm_cfs_open(struct vfm_device *vd);
-void vfm_cfs_close(struct vfm_device *vd);
-u64 vfm_region_len(struct vfm_device *vd, unsigned int index);
+
+/* policy.c: compile and publish the staged configuration */
+void vfm_policy_bind(struct vfm_device *vd);
+void vfm_policy_unbind(struct vfm_device *vd);
+int vfm_policy_open(struct vfm_device *vd);
+void vfm_policy_close(struct vfm_device *vd);
 
 /* io.c */
 ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,

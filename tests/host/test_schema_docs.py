@@ -174,7 +174,7 @@ def _kmod_attrs():
     """{(schema dir, name): mode} of every configfs attribute kmod/
     declares."""
     found = {}
-    for src in ("cfs.c", "registry.c"):
+    for src in ("cfs.c", "cfs_rules.c", "registry.c"):
         code = _read(os.path.join(KMOD, src))
         for ro, prefix, name in re.findall(
                 r"^CONFIGFS_ATTR(_RO)?\((\w+),\s*(\w+)\);", code, re.M):
