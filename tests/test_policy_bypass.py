@@ -40,7 +40,6 @@ from policy import (EDU_BAR0_SIZE, EDU_ID, EDU_ID_VALUE, EDU_LIVE,
                     NVME_BAR0_SIZE, NVME_DOORBELL, NVME_VS, NVME_VS_1_4,
                     PAGE, attempt, mmap_areas)
 from vfio import (BAR0, CONFIG, ROM, Device, mmio_read32,
-                  VFIO_REGION_INFO_CAP_MSIX_MAPPABLE,
                   VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP,
                   VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE)
 from vfm import Vfm
