@@ -11,7 +11,6 @@ output is parsed by prometheus_client's own parser.
 The binary is the one built on the host (make -C cli) in the shared
 project directory.
 """
-import errno
 import json
 import os
 import re

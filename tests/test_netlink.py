@@ -20,7 +20,7 @@ import pytest
 import vfm
 from vfio import BAR0, Device
 from vfm import Vfm
-from vfmnl import (ACTION, CMD, DEV, EV, A, Nl, NlError, attr, attr_str,
+from vfmnl import (ACTION, CMD, DEV, A, Nl, NlError, attr, attr_str,
                    stats)
 
 VFM = "vfmediate"

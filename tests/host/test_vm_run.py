@@ -77,9 +77,14 @@ console = [v[5:] for v in values("-serial") if v.startswith("file:")][0]
 run = os.path.join(project, vfmrun)
 with open(os.path.join(run, "root")) as f:
     root = f.read()
+# igb's expansion ROM: its file, read back as QEMU would.
+roms = [o["romfile"] for o in map(opts, values("-device"))
+        if "igb" in o and "romfile" in o]
+rom = open(roms[0], "rb").read(4).hex() if roms else None
 with open(os.environ["FAKE_QEMU_LOG"], "a") as f:
     f.write(json.dumps({"project": project, "append": append,
-                        "vfmrun": vfmrun, "root": root}) + "\n")
+                        "vfmrun": vfmrun, "root": root,
+                        "rom": rom}) + "\n")
 
 mode = os.environ["FAKE_QEMU_MODE"]
 con = open(console, "w")
@@ -138,6 +143,9 @@ def project(tmp_path):
     vm = root / "tests" / "vm"
     vm.mkdir(parents=True)
     shutil.copy2(RUN, vm / "run")
+    (root / "tests" / "lib").mkdir()
+    shutil.copy2(os.path.join(TOP, "tests", "lib", "optionrom.py"),
+                 root / "tests" / "lib" / "optionrom.py")
     initrd = root / "build" / "vm" / KERNEL / "initramfs.cpio.gz"
     initrd.parent.mkdir(parents=True)
     initrd.write_bytes(b"not used by the fake\n")
@@ -177,6 +185,8 @@ def test_paths_with_spaces_and_commas(project):
     assert boot["root"] == str(root)
     assert str(root) not in boot["append"]
     assert boot["vfmrun"].startswith(f"build/vm/{KERNEL}/run.")
+    # igb's ROM file, in the run directory, reached QEMU (header 55 aa).
+    assert boot["rom"] == "55aa0800"
     # The run directory is cleaned up after a command that ran.
     assert not (root / boot["vfmrun"]).exists()
 
