@@ -389,6 +389,42 @@ int do_detach(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/*
+ * Apply the staged configuration of an open device now (configfs
+ * "apply"); on a device that is not open it applies at the next open.
+ * A refusal leaves the running table as it was: say why, from "error".
+ */
+int do_apply(int argc, char **argv)
+{
+	char p[512], why[256];
+	int ret;
+
+	if (argc > 1 && is_help(argv[1]))
+		return cmd_help("apply", "BDF");
+	if (argc != 2)
+		return usage_err("apply", argc < 2 ? "needs BDF"
+						   : "too many arguments");
+	if (check_bdf_arg("apply", argv[1]))
+		return EXIT_USAGE;
+	if (cfs_need())
+		return EXIT_FAIL;
+	if (!dev_configured(argv[1])) {
+		err("%s: not configured (no %s/%s)", argv[1], VFM_CFS_DEVICES,
+		    argv[1]);
+		return EXIT_FAIL;
+	}
+	dev_path(p, sizeof(p), argv[1], "apply");
+	ret = cfs_write(p, "1");
+	if (!ret)
+		return EXIT_OK;
+	dev_path(p, sizeof(p), argv[1], "error");
+	if (!cfs_read(p, why, sizeof(why)) && why[0]) {
+		err("%s: apply: %s: %s", argv[1], strerror(-ret), why);
+		return EXIT_FAIL;
+	}
+	return report_write(argv[1], NULL, "apply", NULL, ret);
+}
+
 /* sysfs helpers for bind/unbind */
 static int pci_driver(const char *bdf, char *buf, size_t len)
 {

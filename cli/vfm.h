@@ -111,6 +111,7 @@ int do_show(int argc, char **argv);
 int do_mediators(int argc, char **argv);
 int do_attach(int argc, char **argv);
 int do_detach(int argc, char **argv);
+int do_apply(int argc, char **argv);
 int do_bind(int argc, char **argv);
 int do_unbind(int argc, char **argv);
 int do_rule(int argc, char **argv);

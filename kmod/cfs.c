@@ -4,16 +4,17 @@
  *
  *   /sys/kernel/config/vfmediate/
  *     devices/<DDDD:BB:DD.F>/       mkdir; the device need not exist yet
- *       mediator mediator_args mediator_state state generation pending error
- *       table_bytes compile_ns
+ *       mediator mediator_args apply mediator_state state generation
+ *       pending error warning isolation table_bytes compile_ns
  *       regions/<config|bar0..bar5|rom|vga>/   (cfs_rules.c)
  *     mediators/<name>/             one per registered mediator (registry.c)
  *
  * configfs-schema/vfmediate.schema is the reference for every attribute.
  * Every store parses and validates completely, then changes the staged
  * configuration under vfm_config_lock, or changes nothing and fails.
- * Changes to an open device are staged: they apply at its next open, and
- * "pending" says whether any are waiting. policy.c compiles them.
+ * Changes to an open device are staged: "pending" says whether any are
+ * waiting; they apply at its next open, or at once when "apply" is
+ * written. policy.c compiles and publishes them.
  */
 #include <linux/iommu.h>
 #include <linux/kernel.h>
@@ -331,8 +332,36 @@ static ssize_t vfm_dev_error_show(struct config_item *item, char *page)
 	return len;
 }
 
+/*
+ * "1": apply the staged configuration to the open device now, or fail
+ * and keep the running table (policy.c). On a device that is not open
+ * it does nothing: the next open applies the configuration anyway.
+ */
+static ssize_t vfm_dev_apply_store(struct config_item *item,
+				   const char *page, size_t count)
+{
+	struct vfm_cfg_dev *dev = to_cfg_dev(item);
+	struct vfm_device *vd;
+	int ret;
+
+	if (vfm_match((const char * const []){ "1" }, 1, page, count) < 0)
+		return -EINVAL;
+	/* Applying waits for readers: not under vfm_config_lock. */
+	mutex_lock(&vfm_config_lock);
+	vd = dev->vd;
+	if (vd)
+		get_device(&vd->core.vdev.device);
+	mutex_unlock(&vfm_config_lock);
+	if (!vd)
+		return count;
+	ret = vfm_policy_apply(vd);
+	put_device(&vd->core.vdev.device);
+	return ret ?: count;
+}
+
 CONFIGFS_ATTR(vfm_dev_, mediator);
 CONFIGFS_ATTR(vfm_dev_, mediator_args);
+CONFIGFS_ATTR_WO(vfm_dev_, apply);
 CONFIGFS_ATTR_RO(vfm_dev_, mediator_state);
 CONFIGFS_ATTR_RO(vfm_dev_, state);
 CONFIGFS_ATTR_RO(vfm_dev_, generation);
@@ -346,6 +375,7 @@ CONFIGFS_ATTR_RO(vfm_dev_, compile_ns);
 static struct configfs_attribute *vfm_dev_attrs[] = {
 	&vfm_dev_attr_mediator,
 	&vfm_dev_attr_mediator_args,
+	&vfm_dev_attr_apply,
 	&vfm_dev_attr_mediator_state,
 	&vfm_dev_attr_state,
 	&vfm_dev_attr_generation,

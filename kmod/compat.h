@@ -72,4 +72,16 @@
 #define VFM_GENL_BIND		false
 #endif
 
+/*
+ * Where a BAR mapping vfio-pci-core made points. Up to v6.11 its mmap
+ * rewrote vm_pgoff to the BAR's physical page number and remapped it at
+ * once; v6.12 (the series that gave each VFIO device its own inode)
+ * keeps VFIO's region offset form and maps at fault time.
+ */
+#ifdef VFM_HAVE_VFIO_DEVICE_INODE
+#define VFM_CORE_VMA_PGOFF_PHYS	false
+#else
+#define VFM_CORE_VMA_PGOFF_PHYS	true
+#endif
+
 #endif /* _VFM_COMPAT_H */

@@ -38,27 +38,57 @@ void vfm_table_init(struct vfm_device *vd)
 }
 
 /*
- * Make @tbl the table of @vd and return the one it replaces, once no
- * reader can still use that; the caller releases it. Readers of the
- * pass-through table run only vfio-pci-core code, so replacing it needs no
- * wait: closing a device that mediated nothing costs no grace period.
+ * Make @tbl (NULL: the pass-through table) the table of @vd and return
+ * the one it replaces, for vfm_table_retire(). The caller holds
+ * @vd->cfg_lock, which serializes the publishers (open, live apply,
+ * close). Never waits: callers may hold vfm_config_lock.
  *
- * synchronize_srcu() waits for readers, so the caller must not hold any
- * lock a reader may take, vfio-pci-core's memory_lock included.
+ * *@handover tells whether @tbl took over the running table's mediator
+ * instance; from now on @tbl owns it.
  */
-static const struct vfm_table *vfm_table_swap(struct vfm_device *vd,
-					      const struct vfm_table *tbl)
+const struct vfm_table *vfm_table_replace(struct vfm_device *vd,
+					  struct vfm_table *tbl, bool *handover)
 {
-	const struct vfm_table *old;
+	const struct vfm_table *new = tbl ?: &vfm_passthrough_table;
 
-	mutex_lock(&vd->cfg_lock);
-	old = rcu_replace_pointer(vd->table, tbl,
-				  lockdep_is_held(&vd->cfg_lock));
-	mutex_unlock(&vd->cfg_lock);
+	*handover = tbl && tbl->borrowed;
+	if (tbl)
+		tbl->borrowed = false;
+	return rcu_replace_pointer(vd->table, new,
+				   lockdep_is_held(&vd->cfg_lock));
+}
 
-	if (old != &vfm_passthrough_table)
-		synchronize_srcu(&vd->srcu);
-	return old;
+/*
+ * Release @old, replaced by vfm_table_replace(), once no reader can hold
+ * it. Three kinds of reader, none of which takes a lock:
+ *
+ *  - the pass-through fast path (vfm_passthrough()) reads only the
+ *    pointer, never the table: it runs vfio-pci-core code alone, so the
+ *    static pass-through table needs no wait;
+ *  - quick decisions (vfm_rw_slow()) read the filters, intervals and
+ *    counters under rcu_read_lock_sched() and act after it without the
+ *    table: the memory goes after an RCU grace period (call_rcu() in
+ *    vfm_table_release(); since v5.0 a grace period covers sched readers);
+ *  - everything that may sleep or call the mediator (traps, mmap,
+ *    ioctls, reset, show()) holds @vd->srcu: synchronize_srcu() before the
+ *    mediator is closed.
+ *
+ * An access decided on @old just before the swap still completes as @old
+ * said: it is ordered before the change, as if it had started earlier.
+ * The caller must not hold a lock a reader may take, vfio-pci-core's
+ * memory_lock included, nor vfm_config_lock.
+ */
+void vfm_table_retire(struct vfm_device *vd, const struct vfm_table *old,
+		      bool handover)
+{
+	struct vfm_table *t = (struct vfm_table *)old;
+
+	if (old == &vfm_passthrough_table)
+		return;
+	synchronize_srcu(&vd->srcu);
+	if (handover)
+		t->borrowed = true;	/* the new table owns the mediator */
+	vfm_table_release(vd, old);
 }
 
 static void vfm_table_free_rcu(struct rcu_head *head)
@@ -67,33 +97,23 @@ static void vfm_table_free_rcu(struct rcu_head *head)
 }
 
 /*
- * Close the mediator @tbl opened and drop its module. Its memory goes
- * after an RCU grace period too: vfm_rw_slow() reads the filters of a
- * table under rcu_read_lock_sched() alone.
+ * Close the mediator @tbl opened, unless it is borrowed, and drop its
+ * module. @tbl is not, or no longer, reachable by SRCU readers. Its
+ * memory goes after an RCU grace period: vfm_rw_slow() reads the filters
+ * of a table under rcu_read_lock_sched() alone.
  */
 void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl)
 {
 	struct vfm_table *t = (struct vfm_table *)tbl;
 
-	if (tbl == &vfm_passthrough_table)
+	if (!tbl || tbl == &vfm_passthrough_table)
 		return;
-	if (tbl->mops) {
+	if (tbl->mops && !tbl->borrowed) {
 		if (tbl->mops->close)
 			tbl->mops->close(vd, tbl->mpriv);
 		module_put(tbl->mops->owner);
 	}
 	call_rcu(&t->rcu, vfm_table_free_rcu);
-}
-
-void vfm_table_publish(struct vfm_device *vd, const struct vfm_table *tbl)
-{
-	vfm_table_release(vd, vfm_table_swap(vd, tbl));
-}
-
-/* Stop mediating @vd. */
-void vfm_table_reset(struct vfm_device *vd)
-{
-	vfm_table_publish(vd, &vfm_passthrough_table);
 }
 
 /* vfio-pci-core's handling of @count bytes at @off of region @index. */
@@ -440,29 +460,36 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 	return ret;
 }
 
+/* May [start, start + len) of a region be mmap'ed under @rt? */
+bool vfm_mmap_allowed(const struct vfm_region_table *rt, u64 start, u64 len)
+{
+	u32 i;
+
+	if (!rt->ruled)
+		return true;
+	for (i = 0; i < rt->nr_areas; i++) {
+		if (start >= rt->areas[i].offset &&
+		    start + len <= rt->areas[i].offset + rt->areas[i].size)
+			return true;
+	}
+	return false;
+}
+
 /* An mmap() must lie inside one area the table left mmap-able. */
 static int vfm_table_mmap(struct vfm_device *vd, const struct vfm_table *tbl,
 			  struct vm_area_struct *vma)
 {
 	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
-	const struct vfm_region_table *rt;
 	u64 start, len;
-	u32 i;
 
-	if (index >= VFM_NUM_REGIONS || !tbl->rules->region[index].ruled)
-		goto allowed;
-	rt = &tbl->rules->region[index];
 	start = ((u64)vma->vm_pgoff << PAGE_SHIFT) & VFIO_PCI_OFFSET_MASK;
 	len = vma->vm_end - vma->vm_start;
-	for (i = 0; i < rt->nr_areas; i++) {
-		if (start >= rt->areas[i].offset &&
-		    start + len <= rt->areas[i].offset + rt->areas[i].size)
-			goto allowed;
+	if (index < VFM_NUM_REGIONS &&
+	    !vfm_mmap_allowed(&tbl->rules->region[index], start, len)) {
+		dev_dbg(&vd->core.pdev->dev, "mmap of trapped range %#llx+%#llx refused\n",
+			start, len);
+		return -EINVAL;
 	}
-	dev_dbg(&vd->core.pdev->dev, "mmap of trapped range %#llx+%#llx refused\n",
-		start, len);
-	return -EINVAL;
-allowed:
 	if (tbl->mops && tbl->mops->mmap)
 		return tbl->mops->mmap(vd, tbl->mpriv, vma);
 	return vfio_pci_core_mmap(&vd->core.vdev, vma);

@@ -102,6 +102,8 @@ static int vfm_init_dev(struct vfio_device *core_vdev)
 	mutex_init(&vd->cfg_lock);
 	mutex_init(&vd->io_lock);
 	mutex_init(&vd->nowait_lock);
+	mutex_init(&vd->maps_lock);
+	INIT_LIST_HEAD(&vd->maps);
 	INIT_LIST_HEAD(&vd->node);
 	vfm_table_init(vd);
 	return 0;
@@ -111,6 +113,7 @@ static void vfm_release_dev(struct vfio_device *core_vdev)
 {
 	struct vfm_device *vd = to_vfm(core_vdev);
 
+	mutex_destroy(&vd->maps_lock);
 	mutex_destroy(&vd->nowait_lock);
 	mutex_destroy(&vd->io_lock);
 	mutex_destroy(&vd->cfg_lock);
@@ -149,6 +152,7 @@ static void vfm_close_device(struct vfio_device *core_vdev)
 
 	/* No access can be in flight: the last file of the device is gone. */
 	vfm_policy_close(vd);
+	vfm_maps_clear(vd);
 	WRITE_ONCE(vd->enabled, false);
 	vfm_bar_unmap_all(vd);
 	vfio_pci_core_close_device(core_vdev);
@@ -179,10 +183,19 @@ static ssize_t vfm_write(struct vfio_device *core_vdev, const char __user *buf,
 	return vfm_rw_slow(vd, (char __user *)buf, count, ppos, true);
 }
 
+static int vfm_do_mmap(struct vfm_device *vd, struct vm_area_struct *vma)
+{
+	if (vfm_passthrough(vd))
+		return vfio_pci_core_mmap(&vd->core.vdev, vma);
+	return vfm_mmap_slow(vd, vma);
+}
+
 /*
- * A BAR page the user maps may be DMA-mapped into its IOMMU container,
- * where it outlives the mapping and any rule added later: remember the
- * BARs mapped, for the device's "warning".
+ * Every mapping is recorded (maps.c), pass-through or not: a live apply
+ * must not rule a page the user holds mapped. A BAR page the user maps
+ * may also be DMA-mapped into its IOMMU container, where it outlives the
+ * mapping and any rule added later: remember the BARs mapped, for the
+ * device's "warning".
  */
 static int vfm_mmap(struct vfio_device *core_vdev, struct vm_area_struct *vma)
 {
@@ -190,10 +203,7 @@ static int vfm_mmap(struct vfio_device *core_vdev, struct vm_area_struct *vma)
 	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
 	int ret;
 
-	if (likely(vfm_passthrough(vd)))
-		ret = vfio_pci_core_mmap(core_vdev, vma);
-	else
-		ret = vfm_mmap_slow(vd, vma);
+	ret = vfm_maps_mmap(vd, vma, vfm_do_mmap);
 	if (!ret && index <= VFIO_PCI_BAR5_REGION_INDEX &&
 	    !test_bit(index, &vd->mmapped))
 		set_bit(index, &vd->mmapped);

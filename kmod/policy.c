@@ -132,24 +132,50 @@ static bool vfm_cfg_active(struct vfm_cfg_dev *dev)
 }
 
 /*
- * What opening a device takes from its configuration, under
+ * What building a table takes from the configuration, under
  * vfm_config_lock; the mediator is then opened without it.
  */
 struct vfm_open_ctx {
 	struct vfm_cfg_dev *dev;	/* NULL: no configuration */
 	u64 seq;			/* dev->seq when taken */
 	bool active;			/* anything to compile */
-	const struct vfm_mediator_ops *ops;	/* with a module reference */
+	bool live;			/* a live apply, not an open */
+	/* With a module reference of its own, unless @keep is set. */
+	const struct vfm_mediator_ops *ops;
+	/* The running table, whose mediator instance the new one keeps. */
+	const struct vfm_table *keep;
 	char *args;
 	char error[VFM_ERR_LEN];
 };
 
-static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx)
+/*
+ * A live apply that leaves the mediator and its arguments as they are
+ * keeps the running instance: its state (a migration under way, say)
+ * survives a change of rules, and its open() does not run again. The
+ * caller holds @vd->cfg_lock, so the running table stays.
+ */
+static bool vfm_keeps_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx)
+{
+	const struct vfm_table *running;
+
+	if (!ctx->live)
+		return false;
+	running = rcu_dereference_protected(vd->table,
+					    lockdep_is_held(&vd->cfg_lock));
+	if (running->mops != ctx->ops || !running->margs ||
+	    strcmp(running->margs, ctx->args))
+		return false;
+	ctx->keep = running;
+	return true;
+}
+
+static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx,
+			  bool live)
 {
 	const struct vfm_mediator_ops *ops;
 
 	lockdep_assert_held(&vfm_config_lock);
-	*ctx = (struct vfm_open_ctx){ .dev = vd->cfg };
+	*ctx = (struct vfm_open_ctx){ .dev = vd->cfg, .live = live };
 	if (!ctx->dev)
 		return 0;
 	ctx->seq = ctx->dev->seq;
@@ -159,18 +185,37 @@ static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx)
 	ops = vfm_cfg_ops(ctx->dev);
 	if (!ops)
 		return 0;
-	/* The open device's own reference, dropped when its table goes. */
+	ctx->args = kstrdup(ctx->dev->args, GFP_KERNEL);
+	if (!ctx->args)
+		return -ENOMEM;
+	ctx->ops = ops;
+	if (vfm_keeps_mediator(vd, ctx))
+		return 0;
+	/* The table's own reference, dropped when it goes. */
 	if (!try_module_get(ops->owner)) {
+		ctx->ops = NULL;
 		snprintf(ctx->error, sizeof(ctx->error),
 			 "mediator %s: module is being removed", ops->name);
 		return -ENOENT;
 	}
-	ctx->args = kstrdup(ctx->dev->args, GFP_KERNEL);
-	if (!ctx->args) {
-		module_put(ops->owner);
+	return 0;
+}
+
+/* Let @tbl borrow the running instance, with the ranges it trapped. */
+static int vfm_keep_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx,
+			     struct vfm_table *tbl)
+{
+	const struct vfm_rules *rules = ctx->keep->rules;
+
+	if (!vd->traps)
 		return -ENOMEM;
-	}
-	ctx->ops = ops;
+	if (rules->nr_traps)
+		memcpy(vd->traps, rules->traps,
+		       rules->nr_traps * sizeof(*vd->traps));
+	vd->nr_traps = rules->nr_traps;
+	tbl->mops = ctx->keep->mops;
+	tbl->mpriv = ctx->keep->mpriv;
+	tbl->borrowed = true;
 	return 0;
 }
 
@@ -178,8 +223,9 @@ static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx)
  * Open the mediator for @tbl; it may trap ranges meanwhile. Not under
  * vfm_config_lock: open() may access the device and so take its
  * memory_lock, which a PF's sriov_configure holds while the VFs it
- * creates bind and take vfm_config_lock. vfio opens a device once at a
- * time (its device set lock), so vd->traps needs no lock of ours.
+ * creates bind and take vfm_config_lock. Under @vd->cfg_lock, which
+ * makes opens and live applies of the device take turns: vd->traps needs
+ * no other lock.
  */
 static int vfm_open_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 			     struct vfm_table *tbl)
@@ -192,11 +238,15 @@ static int vfm_open_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 		return 0;
 	vd->traps = kcalloc(VFM_MAX_TRAPS, sizeof(*vd->traps), GFP_KERNEL);
 	vd->nr_traps = 0;
+	tbl->margs = ctx->args;
+	ctx->args = NULL;
+	if (ctx->keep)
+		return vfm_keep_mediator(vd, ctx, tbl);
 	vd->open_ops = ops;
 	ret = vd->traps ? 0 : -ENOMEM;
 	if (!ret && ops->open) {
 		vfm_nowait_begin(vd);
-		ret = ops->open(vd, ctx->args, &priv);
+		ret = ops->open(vd, tbl->margs, &priv);
 		vfm_nowait_end(vd);
 	}
 	vd->open_ops = NULL;
@@ -373,25 +423,57 @@ static void vfm_opened(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 }
 
 /*
+ * Make @tbl (NULL: pass-through) the running table unless the user holds
+ * mmap'ed a page it would rule: the check and the swap are one step for
+ * mmap() (maps.c). The replaced table is left in *@oldp for
+ * vfm_table_retire().
+ */
+static int vfm_publish(struct vfm_device *vd, struct vfm_open_ctx *ctx,
+		       struct vfm_table *tbl, const struct vfm_table **oldp,
+		       bool *handover)
+{
+	u64 start = 0, len = 0;
+	u32 index;
+
+	mutex_lock(&vd->maps_lock);
+	if (tbl && vfm_maps_conflict(vd, tbl->rules, &index, &start, &len)) {
+		mutex_unlock(&vd->maps_lock);
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "%s %#llx+%#llx is mmap'ed by the VFIO user and the new rules would trap it: refused",
+			 index < VFM_NUM_REGIONS ? vfm_region_names[index] :
+			 "a mapping that could not be recorded:",
+			 start, len);
+		return -EBUSY;
+	}
+	if (tbl)
+		tbl->generation = ++vd->generation;
+	*oldp = vfm_table_replace(vd, tbl, handover);
+	mutex_unlock(&vd->maps_lock);
+	vfm_opened(vd, ctx->dev, tbl);
+	return 0;
+}
+
+/*
  * Under vfm_config_lock again: compile @tbl if the configuration is still
  * the one the mediator was opened with (else -EAGAIN, to start over), and
- * record the outcome. Fails closed: a rule that cannot be applied fails
- * the open, and "error" says why.
+ * publish it. Fails closed: a rule that cannot be applied fails the open
+ * or the apply, and "error" says why.
  */
 static int vfm_open_finish(struct vfm_device *vd, struct vfm_open_ctx *ctx,
-			   struct vfm_table *tbl, int ret)
+			   struct vfm_table *tbl, int ret,
+			   const struct vfm_table **oldp, bool *handover)
 {
 	struct vfm_cfg_dev *dev = ctx->dev;
 
 	lockdep_assert_held(&vfm_config_lock);
 	if (vd->cfg != dev || (dev && dev->seq != ctx->seq))
 		return -EAGAIN;
-	if (!ctx->active) {
-		vfm_opened(vd, dev, NULL);
-		return 0;
-	}
+	if (!ctx->active)
+		return vfm_publish(vd, ctx, NULL, oldp, handover);
 	if (!ret)
 		ret = vfm_compile_rules(vd, dev, tbl);
+	if (!ret)
+		ret = vfm_publish(vd, ctx, tbl, oldp, handover);
 	if (ret) {
 		if (ctx->error[0])
 			strscpy(dev->error, ctx->error, sizeof(dev->error));
@@ -400,20 +482,22 @@ static int vfm_open_finish(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 				 "compiling the table failed (%d)", ret);
 		return ret;
 	}
-	tbl->generation = ++vd->generation;
-	vfm_opened(vd, dev, tbl);
 	return 0;
 }
 
-/* One try at opening: -EAGAIN if the configuration changed meanwhile. */
-static int vfm_open_try(struct vfm_device *vd, struct vfm_table **tblp)
+/*
+ * One try at building and publishing a table: -EAGAIN if the
+ * configuration changed meanwhile. Under @vd->cfg_lock.
+ */
+static int vfm_build_try(struct vfm_device *vd, bool live,
+			 const struct vfm_table **oldp, bool *handover)
 {
 	struct vfm_open_ctx ctx;
 	struct vfm_table *tbl = NULL;
 	int ret;
 
 	mutex_lock(&vfm_config_lock);
-	ret = vfm_open_begin(vd, &ctx);
+	ret = vfm_open_begin(vd, &ctx, live);
 	if (ctx.dev && ctx.active)
 		ctx.dev->error[0] = '\0';
 	mutex_unlock(&vfm_config_lock);
@@ -421,38 +505,59 @@ static int vfm_open_try(struct vfm_device *vd, struct vfm_table **tblp)
 	if (!ret && ctx.active) {
 		tbl = vfm_table_alloc();
 		ret = tbl ? vfm_open_mediator(vd, &ctx, tbl) : -ENOMEM;
-		if (!tbl && ctx.ops)
+		if (!tbl && ctx.ops && !ctx.keep)
 			module_put(ctx.ops->owner);
 	}
 	kfree(ctx.args);
 
 	mutex_lock(&vfm_config_lock);
-	ret = vfm_open_finish(vd, &ctx, tbl, ret);
+	ret = vfm_open_finish(vd, &ctx, tbl, ret, oldp, handover);
 	mutex_unlock(&vfm_config_lock);
 
 	vfm_drop_traps(vd);
-	if (ret && tbl) {
-		/* Not under vfm_config_lock: the mediator's close() runs. */
+	/*
+	 * Not under vfm_config_lock: the mediator's close() runs, unless the
+	 * table only borrowed the running instance.
+	 */
+	if (ret)
 		vfm_table_release(vd, tbl);
-		tbl = NULL;
-	}
-	*tblp = tbl;
 	return ret;
 }
 
-/* Tell the monitor group how opening @vd went. */
-static void vfm_open_events(struct vfm_device *vd, struct vfm_table *tbl,
-			    int ret)
+/* Tries before a build that keeps meeting configuration changes fails. */
+#define VFM_OPEN_TRIES	8
+
+/*
+ * Build and publish the table of @vd from its staged configuration. On
+ * failure the running table is untouched.
+ */
+static int vfm_build(struct vfm_device *vd, bool live,
+		     const struct vfm_table **oldp, bool *handover)
+{
+	int i, ret;
+
+	lockdep_assert_held(&vd->cfg_lock);
+	for (i = 0; i < VFM_OPEN_TRIES; i++) {
+		ret = vfm_build_try(vd, live, oldp, handover);
+		if (ret != -EAGAIN)
+			break;
+	}
+	return ret == -EAGAIN ? -EBUSY : ret;
+}
+
+/* Tell the monitor group how building a table of generation @gen went. */
+static void vfm_build_events(struct vfm_device *vd, u64 gen, int ret,
+			     bool live)
 {
 	char *error;
 
 	if (!ret) {
-		if (tbl)
+		if (gen)
 			vfm_event_post(VFMEDIATE_EVENT_CONFIG_APPLIED,
-				       vfm_name(vd), NULL, tbl->generation, 0,
-				       NULL);
-		vfm_event_post(VFMEDIATE_EVENT_OPENED, vfm_name(vd), NULL,
-			       tbl ? tbl->generation : 0, 0, NULL);
+				       vfm_name(vd), NULL, gen, 0, NULL);
+		if (!live)
+			vfm_event_post(VFMEDIATE_EVENT_OPENED, vfm_name(vd),
+				       NULL, gen, 0, NULL);
 		return;
 	}
 	error = kzalloc(VFM_ERR_LEN, GFP_KERNEL);
@@ -467,39 +572,80 @@ static void vfm_open_events(struct vfm_device *vd, struct vfm_table *tbl,
 	kfree(error);
 }
 
-/* Tries before an open that keeps meeting configuration changes fails. */
-#define VFM_OPEN_TRIES	8
-
 /* Compile and publish the table of a device being opened. */
 int vfm_policy_open(struct vfm_device *vd)
 {
-	struct vfm_table *tbl;
-	int i, ret;
+	const struct vfm_table *old;
+	bool handover;
+	u64 gen;
+	int ret;
 
-	for (i = 0; i < VFM_OPEN_TRIES; i++) {
-		ret = vfm_open_try(vd, &tbl);
-		if (ret != -EAGAIN)
-			break;
+	mutex_lock(&vd->cfg_lock);
+	ret = vfm_build(vd, false, &old, &handover);
+	gen = READ_ONCE(vd->table_gen);
+	/* The pass-through table: a closed device mediates nothing. */
+	if (!ret)
+		vfm_table_retire(vd, old, handover);
+	mutex_unlock(&vd->cfg_lock);
+	vfm_build_events(vd, ret ? 0 : gen, ret, false);
+	return ret;
+}
+
+/**
+ * vfm_policy_apply() - apply the staged configuration of an open device
+ * @vd: the device, with a reference held
+ *
+ * Compiles the staged configuration into a new table and publishes it:
+ * accesses in flight finish on the old table, later ones see the new
+ * one, and the old one is released once no reader can hold it. A
+ * mediator attached, detached, changed or given other arguments is
+ * opened before the swap and the old one closed after it, neither under
+ * vfm_config_lock. A device that is not open, or has nothing pending,
+ * is left as it is: the staged configuration applies at its next open.
+ *
+ * Return: 0, or why the running table was kept (-EBUSY: a page the user
+ * has mmap'ed would be ruled, or the configuration kept changing); the
+ * configuration's "error" says more.
+ */
+int vfm_policy_apply(struct vfm_device *vd)
+{
+	const struct vfm_table *old;
+	bool handover, pending;
+	u64 gen = 0;
+	int ret;
+
+	mutex_lock(&vd->cfg_lock);
+	mutex_lock(&vfm_config_lock);
+	pending = vd->open && vd->cfg && vd->table_seq != vd->cfg->seq;
+	mutex_unlock(&vfm_config_lock);
+	if (!pending) {
+		mutex_unlock(&vd->cfg_lock);
+		return 0;
 	}
-	if (ret == -EAGAIN)
-		ret = -EBUSY;
-	vfm_open_events(vd, tbl, ret);
-	if (ret)
-		return ret;
-	if (tbl)
-		vfm_table_publish(vd, tbl);
-	return 0;
+	ret = vfm_build(vd, true, &old, &handover);
+	if (!ret) {
+		gen = READ_ONCE(vd->table_gen);
+		vfm_table_retire(vd, old, handover);
+	}
+	mutex_unlock(&vd->cfg_lock);
+	vfm_build_events(vd, gen, ret, true);
+	return ret;
 }
 
 void vfm_policy_close(struct vfm_device *vd)
 {
-	/* Not under vfm_config_lock: this waits for readers. */
-	vfm_table_reset(vd);
+	const struct vfm_table *old;
+	bool handover;
 
+	/* Not under vfm_config_lock: retiring waits for readers. */
+	mutex_lock(&vd->cfg_lock);
+	old = vfm_table_replace(vd, NULL, &handover);
+	vfm_table_retire(vd, old, handover);
 	mutex_lock(&vfm_config_lock);
 	vd->open = false;
 	vd->table_gen = 0;
 	mutex_unlock(&vfm_config_lock);
+	mutex_unlock(&vd->cfg_lock);
 	vfm_event_post(VFMEDIATE_EVENT_CLOSED, vfm_name(vd), NULL, 0, 0, NULL);
 }
 

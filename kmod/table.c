@@ -152,6 +152,7 @@ void vfm_table_free(const struct vfm_table *tbl)
 	if (!tbl || tbl == &vfm_passthrough_table)
 		return;
 	vfm_rules_put(tbl->rules);
+	kfree(tbl->margs);
 	kfree(tbl);
 }
 

@@ -220,15 +220,22 @@ struct vfm_rules {
 
 /*
  * A compiled, immutable description of how to route one device's
- * accesses. Built when the device is opened, published with
- * rcu_assign_pointer() and replaced as a whole, never changed in place.
- * It owns a reference on the mediator's module while @mops is set.
+ * accesses. Built when the device is opened or a configuration is applied
+ * live, published with rcu_replace_pointer() and replaced as a whole,
+ * never changed in place once published.
+ *
+ * It owns the open mediator instance (@mops, @mpriv) and a reference on
+ * its module, except while @borrowed: a table built by a live apply that
+ * keeps the running mediator (same mediator, same arguments) borrows the
+ * running table's instance, and takes it over when it is published.
  */
 struct vfm_table {
 	struct rcu_head rcu;
 	u64 generation;		/* 0: the pass-through table */
 	const struct vfm_mediator_ops *mops;
 	void *mpriv;
+	char *margs;		/* the arguments @mpriv was opened with */
+	bool borrowed;		/* @mpriv belongs to the running table */
 	const struct vfm_rules *rules;	/* never NULL once published */
 };
 
@@ -275,6 +282,10 @@ struct vfm_cfg_dev;
  * @bar_io: the core's own mapping of each BAR, for mediators' kernel-buffer
  *	accesses (io.c); made on first use, dropped at close.
  * @resets: resets of the function seen so far (vfm_reset_count()).
+ * @maps_lock: the mappings in @maps; makes mmap() and a live apply's
+ *	check and publication exclusive (maps.c).
+ * @maps: what the VFIO user holds mmap'ed now (maps.c).
+ * @maps_lost: a mapping could not be recorded: all count as mapped.
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
@@ -301,6 +312,9 @@ struct vfm_device {
 	struct mutex io_lock;		/* mapping @bar_io */
 	void __iomem *bar_io[PCI_STD_NUM_BARS];
 	atomic64_t resets;
+	struct mutex maps_lock;		/* @maps; mmap() against apply */
+	struct list_head maps;
+	bool maps_lost;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
@@ -339,9 +353,12 @@ struct vfm_rule_spec {
 
 /* dispatch.c */
 void vfm_table_init(struct vfm_device *vd);
-void vfm_table_publish(struct vfm_device *vd, const struct vfm_table *tbl);
+const struct vfm_table *vfm_table_replace(struct vfm_device *vd,
+					  struct vfm_table *tbl, bool *handover);
+void vfm_table_retire(struct vfm_device *vd, const struct vfm_table *old,
+		      bool handover);
 void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl);
-void vfm_table_reset(struct vfm_device *vd);
+bool vfm_mmap_allowed(const struct vfm_region_table *rt, u64 start, u64 len);
 ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf, size_t count,
 		    loff_t *ppos, bool iswrite);
 int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma);
@@ -495,6 +512,15 @@ void vfm_policy_bind(struct vfm_device *vd);
 void vfm_policy_unbind(struct vfm_device *vd);
 int vfm_policy_open(struct vfm_device *vd);
 void vfm_policy_close(struct vfm_device *vd);
+int vfm_policy_apply(struct vfm_device *vd);
+
+/* maps.c */
+int vfm_maps_mmap(struct vfm_device *vd, struct vm_area_struct *vma,
+		  int (*do_mmap)(struct vfm_device *vd,
+				 struct vm_area_struct *vma));
+bool vfm_maps_conflict(struct vfm_device *vd, const struct vfm_rules *rules,
+		       u32 *index, u64 *start, u64 *len);
+void vfm_maps_clear(struct vfm_device *vd);
 
 /* io.c */
 ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
