@@ -339,6 +339,7 @@ out_nl:
 static void __exit vfm_exit(void)
 {
 	pci_unregister_driver(&vfm_pci_driver);
+	vfm_maps_exit();
 	vfm_cfs_exit();
 	/* Tables released by the unbinds are freed from RCU callbacks. */
 	rcu_barrier();

@@ -34,7 +34,8 @@ struct vfm_map {
 
 static DEFINE_MUTEX(vfm_vm_ops_lock);	/* sets up the two below once */
 static const struct vm_operations_struct *vfm_core_vm_ops;
-static struct vm_operations_struct vfm_vm_ops;
+/* vfio-pci-core's, with our open and close; built at the first mmap. */
+static const struct vm_operations_struct *vfm_vm_ops;
 
 static struct vfm_device *vfm_vma_dev(struct vm_area_struct *vma)
 {
@@ -129,20 +130,40 @@ static void vfm_vma_close(struct vm_area_struct *vma)
 		vfm_core_vm_ops->close(vma);
 }
 
-/* Give @vma our wrapper of vfio-pci-core's vm_ops, if it has those. */
+/*
+ * Give @vma our wrapper of vfio-pci-core's vm_ops, if it has those. The
+ * first mapping of any device tells what they are. Without memory for
+ * the wrapper, the mapping stays recorded until the device is closed.
+ */
+static void vfm_vm_ops_init(struct vm_operations_struct *ops, const void *core)
+{
+	memcpy(ops, core, sizeof(*ops));
+	ops->open = vfm_vma_open;
+	ops->close = vfm_vma_close;
+}
+
 static void vfm_wrap_vm_ops(struct vm_area_struct *vma)
 {
+	void *ops;
+
 	mutex_lock(&vfm_vm_ops_lock);
-	if (!vfm_core_vm_ops && vma->vm_private_data) {
-		/* The first mapping of any device: vfio-pci-core's own ops. */
-		vfm_vm_ops = *vma->vm_ops;
-		vfm_vm_ops.open = vfm_vma_open;
-		vfm_vm_ops.close = vfm_vma_close;
-		WRITE_ONCE(vfm_core_vm_ops, vma->vm_ops);
+	if (!vfm_vm_ops && vma->vm_ops) {
+		ops = kmalloc(sizeof(*vma->vm_ops), GFP_KERNEL);
+		if (ops) {
+			vfm_vm_ops_init(ops, vma->vm_ops);
+			vfm_core_vm_ops = vma->vm_ops;
+			vfm_vm_ops = ops;
+		}
 	}
+	if (vfm_vm_ops && vma->vm_ops == vfm_core_vm_ops)
+		vma->vm_ops = vfm_vm_ops;
 	mutex_unlock(&vfm_vm_ops_lock);
-	if (vma->vm_ops == READ_ONCE(vfm_core_vm_ops))
-		vma->vm_ops = &vfm_vm_ops;
+}
+
+/* At module exit: no mapping of a device is left. */
+void vfm_maps_exit(void)
+{
+	kfree(vfm_vm_ops);
 }
 
 /*

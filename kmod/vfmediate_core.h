@@ -521,6 +521,7 @@ int vfm_maps_mmap(struct vfm_device *vd, struct vm_area_struct *vma,
 bool vfm_maps_conflict(struct vfm_device *vd, const struct vfm_rules *rules,
 		       u32 *index, u64 *start, u64 *len);
 void vfm_maps_clear(struct vfm_device *vd);
+void vfm_maps_exit(void);
 
 /* io.c */
 ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
