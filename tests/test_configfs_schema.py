@@ -110,6 +110,8 @@ def check_tree(devs, states, fresh_mediators=True):
             continue
         dpath, binding = S.template_of(os.path.dirname(rel))
         attr = S.attr(dpath, os.path.basename(rel))
+        if attr["mode"] == "0200":
+            continue                    # write-only: nothing to read
         raw = read(f"{ROOT}/{rel}")
         if "bdf" in binding:
             state = states[binding["bdf"]]

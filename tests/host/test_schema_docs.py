@@ -108,7 +108,7 @@ def test_schema_modes_and_kinds():
             assert d["path"].endswith(f"<{d['name']}>"), d["path"]
     for d, a in _attrs():
         where = f"{d['path']}/{a['name']}"
-        assert a["mode"] in ("0644", "0444"), where
+        assert a["mode"] in ("0644", "0444", "0200"), where
         # A read-write attribute is staged or immediate, and says which;
         # a read-only one is neither.
         if a["mode"] == "0644":
@@ -176,10 +176,11 @@ def _kmod_attrs():
     found = {}
     for src in ("cfs.c", "cfs_rules.c", "registry.c"):
         code = _read(os.path.join(KMOD, src))
-        for ro, prefix, name in re.findall(
-                r"^CONFIGFS_ATTR(_RO)?\((\w+),\s*(\w+)\);", code, re.M):
+        for kind, prefix, name in re.findall(
+                r"^CONFIGFS_ATTR(_RO|_WO)?\((\w+),\s*(\w+)\);", code, re.M):
             assert prefix in ATTR_PREFIX_DIR, f"{src}: unknown {prefix}"
-            found[(ATTR_PREFIX_DIR[prefix], name)] = "0444" if ro else "0644"
+            found[(ATTR_PREFIX_DIR[prefix], name)] = {
+                "_RO": "0444", "_WO": "0200"}.get(kind, "0644")
     return found
 
 

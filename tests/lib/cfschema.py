@@ -341,6 +341,9 @@ def read_raw(path: str) -> bytes:
         return f.read()
 
 
+WRITE_ONLY = "(write-only)"
+
+
 def snapshot(top: str) -> dict[str, object]:
     """Every directory and the raw content of every attribute under @top."""
     out = {}
@@ -348,7 +351,12 @@ def snapshot(top: str) -> dict[str, object]:
         rel = os.path.relpath(dirpath, top)
         out[rel] = DIR
         for n in filenames:
-            out[os.path.join(rel, n)] = read_raw(os.path.join(dirpath, n))
+            p = os.path.join(dirpath, n)
+            # A write-only attribute (apply) cannot be read, even by root.
+            if not os.stat(p).st_mode & 0o444:
+                out[os.path.join(rel, n)] = WRITE_ONLY
+                continue
+            out[os.path.join(rel, n)] = read_raw(p)
     return out
 
 
