@@ -5,8 +5,11 @@
  * pass-through one.
  *
  * The pattern is KVM's I/O bus: readers srcu_dereference() an immutable
- * table; a writer publishes a new one, waits for an SRCU grace period and
- * frees the old one. Readers take no lock and never wait for a writer.
+ * table (or, for a quick decision, rcu_dereference_sched() it); a writer
+ * (open, live apply, close) publishes a new one, waits for an SRCU grace
+ * period, closes the old one's mediator and frees the table after an RCU
+ * grace period. Readers take no lock and never wait for a writer; every
+ * reader copes with the table being swapped while the device is open.
  *
  * Every way a VFIO user reaches the device's registers goes through here
  * or vfio-pci-core's own emulation: read/write on the device fd (all

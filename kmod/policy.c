@@ -2,7 +2,8 @@
 /*
  * vfmediate policy: the staged configuration (config.h) turned into rule
  * specs, compiled (table.c) and published (dispatch.c), when a device is
- * opened. The configfs tree (cfs.c) stages; this file applies.
+ * opened and when a live apply asks for it while it is open. The
+ * configfs tree (cfs.c) stages; this file applies.
  */
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -583,7 +584,7 @@ int vfm_policy_open(struct vfm_device *vd)
 	mutex_lock(&vd->cfg_lock);
 	ret = vfm_build(vd, false, &old, &handover);
 	gen = READ_ONCE(vd->table_gen);
-	/* The pass-through table: a closed device mediates nothing. */
+	/* @old is the pass-through table: a closed device mediates nothing. */
 	if (!ret)
 		vfm_table_retire(vd, old, handover);
 	mutex_unlock(&vd->cfg_lock);

@@ -3,28 +3,42 @@
  * vfmediate core: per-device state, the staged configuration and the
  * compiled dispatch table.
  *
- * Locking. No two of these locks are ever held together:
+ * Locking, outermost first:
  *
+ *  vfm_device.cfg_lock (per device)
+ *	Serializes the publishers of vfm_device.table: the device's open,
+ *	close and live apply (policy.c), each held across building the
+ *	table, the mediator's open() and close(), and waiting for readers.
  *  vfm_config_lock (global mutex, policy.c)
  *	The staged configuration: everything under configfs devices/, the
  *	mediator attached to each, the rules a device compiled last, and the
  *	link between a configuration and the bound device of the same name.
- *	Taken by configfs callbacks, by probe/remove and by open/close to
- *	compile a table. Never held across request_module() (the
+ *	Taken by configfs callbacks, by probe/remove and by open, close and
+ *	apply to compile a table. Never held across request_module() (the
  *	mediator's init takes vfm_registry_lock, and modprobe may wait on
- *	us), nor while a table is published or released.
+ *	us), a mediator's hooks, or a wait for readers.
+ *  vfm_device.maps_lock (per device, maps.c)
+ *	The user's current mmaps; taken under vfm_config_lock to check a new
+ *	table against them and publish it, and by mmap() (under the mm's
+ *	mmap_lock) to check and record a mapping.
  *  vfm_registry_lock (global mutex, registry.c)
- *	The list of registered mediators.
- *  vfm_device.cfg_lock (per device)
- *	Serializes publishers of vfm_device.table.
+ *	The list of registered mediators; never held with the others.
  *
- * The hot path takes none of them. An access decided from the table
- * alone (pass, read-only, deny, ignore) reads it under
- * rcu_read_lock_sched(); one handled by a mediator, whose handler may
- * sleep, holds the device's SRCU read lock. Tables are therefore released
- * after synchronize_srcu() and freed after an RCU grace period. Nobody
- * calls synchronize_srcu() with a lock a reader may need (vfio-pci-core's
- * memory_lock included).
+ * The hot path takes none of them, and a table may be replaced while the
+ * device is open (live apply), so every reader copes with a swap at any
+ * moment. Three kinds of reader:
+ *  - the pass-through fast path (vfm_passthrough()) compares the pointer
+ *    and runs vfio-pci-core code, never reading a table;
+ *  - an access decided from the table alone (pass, read-only, deny,
+ *    ignore) reads it under rcu_read_lock_sched() and acts after it;
+ *  - one handled by a mediator, whose handler may sleep, and the other
+ *    slow paths (mmap, ioctls, reset, show()) hold the device's SRCU
+ *    read lock.
+ * An access decided on a table just replaced completes as that table
+ * said: it is ordered before the change. A replaced table's mediator is
+ * closed after synchronize_srcu() and the table freed after an RCU grace
+ * period (vfm_table_retire()). Nobody waits for readers with a lock a
+ * reader may need (vfio-pci-core's memory_lock included).
  */
 #ifndef _VFMEDIATE_CORE_H
 #define _VFMEDIATE_CORE_H
@@ -205,8 +219,8 @@ struct vfm_trap {
 /*
  * What the rules of a configuration, and the traps of its mediator's
  * open(), compile to for every region. Immutable once built, and shared
- * by the tables of successive opens of a device while neither changes:
- * reopening a device does not compile again.
+ * by the tables of successive opens (and live applies) of a device while
+ * neither changes: reopening a device does not compile again.
  */
 struct vfm_rules {
 	refcount_t ref;
@@ -251,9 +265,10 @@ struct vfm_cfg_dev;
 /**
  * struct vfm_device - a PCI device bound to vfmediate
  * @core: vfio-pci-core's device; first, as vfio_alloc_device() requires.
- * @cfg_lock: serializes publishers of @table. Readers never take it.
+ * @cfg_lock: serializes publishers of @table (open, live apply, close).
+ *	Readers never take it.
  * @table: the dispatch table, never NULL. Written under @cfg_lock, read
- *	under @srcu.
+ *	under @srcu or rcu_read_lock_sched() (see the top of this file).
  * @srcu: protects @table. Handlers copy to and from user memory, so they
  *	may sleep (page faults, even userfaultfd), which plain RCU forbids.
  *	It is per device so that a reader stalled by one device's user
@@ -271,13 +286,13 @@ struct vfm_cfg_dev;
  * @table_seq: the configuration sequence number it was compiled from.
  * @table_bytes: memory the running table holds.
  * @compile_ns: time its compilation took, mediator open() included.
- * @traps: ranges the opening mediator asked for; only during open, which
- *	vfio runs for one opener of a device at a time.
+ * @traps: ranges the opening mediator asked for; only while a table is
+ *	built, under @cfg_lock.
  * @open_ops: the mediator being opened; only during its open().
  * @nowait_task: the task running the mediator's open() or show(), whose
  *	BAR accesses must not wait for memory_lock (io.c); under @nowait_lock.
- * @rules: the rules of the last table compiled, for the next open to
- *	reuse if nothing changed; under vfm_config_lock.
+ * @rules: the rules of the last table compiled, for the next open or
+ *	apply to reuse if nothing changed; under vfm_config_lock.
  * @io_lock: serializes mapping @bar_io.
  * @bar_io: the core's own mapping of each BAR, for mediators' kernel-buffer
  *	accesses (io.c); made on first use, dropped at close.
@@ -331,9 +346,9 @@ static inline const char *vfm_name(struct vfm_device *vd)
  * True when @vd mediates nothing. Compares the pointer without
  * dereferencing it, so no SRCU read section is needed. A caller that sees
  * true may race with the publication of a real table; its access is then
- * ordered before the change, as if it had started a moment earlier.
- * Updates that must also wait for such accesses need more than
- * synchronize_srcu().
+ * ordered before the change, as if it had started a moment earlier: a
+ * live apply returns without waiting for it, and needs not, since the
+ * pass-through table is static and the access reads nothing of a table.
  */
 static inline bool vfm_passthrough(struct vfm_device *vd)
 {

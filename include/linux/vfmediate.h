@@ -50,13 +50,17 @@ struct vfm_device;
  *	refused at once rather than at the next open. Return 0 or a negative
  *	errno (-EINVAL, -ERANGE).
  * @open: optional. Called when a device the mediator is attached to is
- *	opened, before its dispatch table is compiled. @args is the device's
+ *	opened, before its dispatch table is compiled, and when a live apply
+ *	attaches the mediator to an open device or changes its arguments
+ *	(the running instance, if any, stays until the new table is
+ *	published, then is closed: two instances may exist for a moment). @args is the device's
  *	"mediator_args" string (never NULL, possibly empty). Declare the
  *	ranges to trap with vfm_trap_range() here and return per-device
  *	state in @priv. May sleep. A negative errno fails the open; the
  *	ranges trapped are then dropped and @close is not called.
- * @close: optional. The last user of the device is gone and no handler
- *	runs any more; free @priv. May sleep.
+ * @close: optional. The last user of the device is gone, or a live apply
+ *	replaced or detached this instance, and no handler of it runs any
+ *	more; free @priv. May sleep.
  * @region_info: optional. Adjust the answer to VFIO_DEVICE_GET_REGION_INFO
  *	for a BAR: @info comes filled in by the core (vfm_default_region_info()
  *	plus the sparse-mmap areas the table leaves mmap-able); a mediator
