@@ -25,6 +25,7 @@ from budget import scaled
 from policy import EDU_ID, EDU_ID_VALUE, EDU_LIVE, PAGE
 from vfio import BAR0, Device, VfioError, mmio_read32
 from vfm import Module, Vfm
+from vfmnl import A, Nl
 
 VFM = "vfmediate"
 AUDIT = Module("vfmediate_audit")
@@ -308,6 +309,29 @@ def test_accesses_during_applies_see_old_or_new(edu_vfm):
     # Every apply that added the rule published a new table.
     assert len(set(gens)) == len(gens) == (swaps + 1) // 2
     assert seen["ok"] and seen["EACCES"], seen
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+def test_live_applies_are_reported(edu_vfm):
+    with Nl() as nl, Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
+        nl.subscribe()
+        v.add_rule("bar0", "id", "0x0-0x3", "deny")
+        apply(v)
+        gen = v.generation
+        mm = dev.mmap(BAR0, FAR, PAGE)
+        try:
+            v.add_rule("bar0", "far", FAR_RANGE, "deny")
+            assert apply_errno(v) == errno.EBUSY
+            err = v.error
+        finally:
+            mm.close()
+        got = [e for e in nl.events() if e.str(A.DEV_NAME) == edu_vfm]
+    assert [e.event() for e in got] == ["config_applied", "config_refused"]
+    assert got[0].u64(A.DEV_GENERATION) == gen
+    assert got[1].u32(A.ERRNO) == errno.EBUSY
+    assert got[1].str(A.DEV_ERROR) == err and "mmap" in err
 
 
 # -- the command line ------------------------------------------------------------------
