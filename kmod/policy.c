@@ -553,7 +553,8 @@ static void vfm_build_events(struct vfm_device *vd, u64 gen, int ret,
 	char *error;
 
 	if (!ret) {
-		if (gen)
+		/* A live apply back to pass-through is reported too. */
+		if (gen || live)
 			vfm_event_post(VFMEDIATE_EVENT_CONFIG_APPLIED,
 				       vfm_name(vd), NULL, gen, 0, NULL);
 		if (!live)

@@ -327,11 +327,18 @@ def test_live_applies_are_reported(edu_vfm):
             err = v.error
         finally:
             mm.close()
+        # Back to pass-through: generation 0.
+        v.remove_rule("bar0", "far")
+        v.remove_rule("bar0", "id")
+        apply(v)
+        assert v.generation == 0
         got = [e for e in nl.events() if e.str(A.DEV_NAME) == edu_vfm]
-    assert [e.event() for e in got] == ["config_applied", "config_refused"]
+    assert [e.event() for e in got] == ["config_applied", "config_refused",
+                                        "config_applied"]
     assert got[0].u64(A.DEV_GENERATION) == gen
     assert got[1].u32(A.ERRNO) == errno.EBUSY
     assert got[1].str(A.DEV_ERROR) == err and "mmap" in err
+    assert got[2].u64(A.DEV_GENERATION) == 0
 
 
 # -- the command line ------------------------------------------------------------------
