@@ -417,8 +417,10 @@ int do_apply(int argc, char **argv)
 	ret = cfs_write(p, "1");
 	if (!ret)
 		return EXIT_OK;
+	/* What the kernel refused, not who may write (EACCES, EPERM). */
 	dev_path(p, sizeof(p), argv[1], "error");
-	if (!cfs_read(p, why, sizeof(why)) && why[0]) {
+	if (ret != -EACCES && ret != -EPERM &&
+	    !cfs_read(p, why, sizeof(why)) && why[0]) {
 		err("%s: apply: %s: %s", argv[1], strerror(-ret), why);
 		return EXIT_FAIL;
 	}

@@ -124,8 +124,8 @@ def cfs(bdf, *parts):
 def test_version_and_help(cli):
     assert re.fullmatch(r"vfmediate \S+\n", ok("-V"))
     text = ok("-h")
-    for c in ("show", "mediators", "attach", "detach", "bind", "unbind",
-              "rule", "stats", "monitor", "save", "restore"):
+    for c in ("show", "mediators", "attach", "detach", "apply", "bind",
+              "unbind", "rule", "stats", "monitor", "save", "restore"):
         assert re.search(rf"^  {c}\b", text, re.M), c
         assert ok(c, "-h").startswith("Usage: vfmediate")
     for c in ("add", "del", "list", "set"):
@@ -159,6 +159,9 @@ BAD_ARGS = [
     (["attach", GHOST, "nop", "x" * 256], 1, r"mediator_args: longer than 255"),
     (["detach"], 2, r"detach: needs BDF"),
     (["detach", GHOST], 1, rf"{GHOST}: not configured"),
+    (["apply"], 2, r"apply: needs BDF"),
+    (["apply", GHOST], 1, rf"{GHOST}: not configured"),
+    (["apply", GHOST, "x"], 2, r"too many arguments"),
     (["bind", GHOST], 1, rf"{GHOST}: no such PCI function"),
     (["unbind", "0000:0:1.0"], 2, r"not a PCI address"),
     (["rule"], 2, r""),
