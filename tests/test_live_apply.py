@@ -172,6 +172,31 @@ def test_change_over_a_mapped_page_is_refused(edu_vfm):
         assert outcome(dev.read32, BAR0, EDU_ID) == "EACCES"
 
 
+def test_a_mapping_inherited_by_fork_counts(edu_vfm):
+    """A child holds the page after the parent unmapped it: the copy of
+    the mapping (vm_ops->open) is recorded too, and forgotten when the
+    child exits."""
+    with Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
+        mm = dev.mmap(BAR0, FAR, PAGE)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                    # the child: hold the mapping
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        os.close(r)
+        try:
+            mm.close()
+            v.add_rule("bar0", "far", FAR_RANGE, "deny")
+            assert apply_errno(v) == errno.EBUSY
+            assert "mmap" in v.error
+        finally:
+            os.close(w)
+            os.waitpid(pid, 0)
+        apply(v)
+        assert outcome(dev.read32, BAR0, FAR) == "EACCES"
+
+
 def test_freed_pages_can_be_mapped_again(edu_vfm):
     with Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
         v.add_rule("bar0", "far", FAR_RANGE, "deny")
