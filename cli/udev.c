@@ -395,16 +395,12 @@ int do_udev_attach(int argc, char **argv)
 	}
 	if (fn_read(&f, bdf) || check_profiles(files, n, &f, &want, &from))
 		goto out;
-	if (!*f.pf && f.id_named) {
-		if (!wait_physfn(bdf))
-			goto nothing;	/* not a VF: left alone */
-		if (fn_read(&f, bdf) ||
-		    check_profiles(files, n, &f, &want, &from))
-			goto out;
-	}
+	if (!*f.pf && f.id_named && wait_physfn(bdf) &&
+	    (fn_read(&f, bdf) || check_profiles(files, n, &f, &want, &from)))
+		goto out;
 	if (!want) {
-nothing:
-		ret = EXIT_OK;		/* no profile is for this function */
+		/* No profile is for this function, or it is not a VF. */
+		ret = EXIT_OK;
 		goto out;
 	}
 	load_driver();
