@@ -155,6 +155,15 @@ bool dev_configured(const char *bdf)
 	return !stat(p, &st) && S_ISDIR(st.st_mode);
 }
 
+/* 0 when @bdf has a configfs directory; else says so and returns -1. */
+int need_configured(const char *bdf)
+{
+	if (dev_configured(bdf))
+		return 0;
+	err("%s: not configured (no %s/%s)", bdf, VFM_CFS_DEVICES, bdf);
+	return -1;
+}
+
 /* What a refused store of ATTR means, from the schema's error table. */
 const char *cfs_why(const char *attr, int e)
 {

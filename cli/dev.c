@@ -58,11 +58,8 @@ static int show_cfs(const char *bdf, struct json_object *out)
 	if (cfs_need())
 		return EXIT_FAIL;
 	if (bdf) {
-		if (!dev_configured(bdf)) {
-			err("%s: not configured (no %s/%s)", bdf,
-			    VFM_CFS_DEVICES, bdf);
+		if (need_configured(bdf))
 			return EXIT_FAIL;
-		}
 		json_object_array_add(out, cfs_device(bdf));
 		return EXIT_OK;
 	}
@@ -363,6 +360,22 @@ int do_attach(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/*
+ * The one argument of detach and apply, a configured function's address:
+ * EXIT_OK, or the exit status once what was wrong has been said.
+ */
+static int configured_bdf_arg(const char *cmd, int argc, char **argv)
+{
+	if (argc != 2)
+		return usage_err(cmd, argc < 2 ? "needs BDF"
+					       : "too many arguments");
+	if (check_bdf_arg(cmd, argv[1]))
+		return EXIT_USAGE;
+	if (cfs_need() || need_configured(argv[1]))
+		return EXIT_FAIL;
+	return EXIT_OK;
+}
+
 int do_detach(int argc, char **argv)
 {
 	char p[512];
@@ -370,18 +383,9 @@ int do_detach(int argc, char **argv)
 
 	if (argc > 1 && is_help(argv[1]))
 		return cmd_help("detach", "BDF");
-	if (argc != 2)
-		return usage_err("detach", argc < 2 ? "needs BDF"
-						    : "too many arguments");
-	if (check_bdf_arg("detach", argv[1]))
-		return EXIT_USAGE;
-	if (cfs_need())
-		return EXIT_FAIL;
-	if (!dev_configured(argv[1])) {
-		err("%s: not configured (no %s/%s)", argv[1], VFM_CFS_DEVICES,
-		    argv[1]);
-		return EXIT_FAIL;
-	}
+	ret = configured_bdf_arg("detach", argc, argv);
+	if (ret != EXIT_OK)
+		return ret;
 	dev_path(p, sizeof(p), argv[1], "mediator");
 	ret = cfs_write(p, "");
 	if (ret)
@@ -401,18 +405,9 @@ int do_apply(int argc, char **argv)
 
 	if (argc > 1 && is_help(argv[1]))
 		return cmd_help("apply", "BDF");
-	if (argc != 2)
-		return usage_err("apply", argc < 2 ? "needs BDF"
-						   : "too many arguments");
-	if (check_bdf_arg("apply", argv[1]))
-		return EXIT_USAGE;
-	if (cfs_need())
-		return EXIT_FAIL;
-	if (!dev_configured(argv[1])) {
-		err("%s: not configured (no %s/%s)", argv[1], VFM_CFS_DEVICES,
-		    argv[1]);
-		return EXIT_FAIL;
-	}
+	ret = configured_bdf_arg("apply", argc, argv);
+	if (ret != EXIT_OK)
+		return ret;
 	dev_path(p, sizeof(p), argv[1], "apply");
 	ret = cfs_write(p, "1");
 	if (!ret)

@@ -225,11 +225,8 @@ static int rule_list(int argc, char **argv)
 	if (cfs_need())
 		return EXIT_FAIL;
 	if (argc == 2) {
-		if (!dev_configured(argv[1])) {
-			err("%s: not configured (no %s/%s)", argv[1],
-			    VFM_CFS_DEVICES, argv[1]);
+		if (need_configured(argv[1]))
 			return EXIT_FAIL;
-		}
 		all = cfs_rules(argv[1]);
 	} else {
 		all = json_object_new_array();

@@ -85,6 +85,7 @@ int dev_path(char *buf, size_t len, const char *bdf, const char *attr);
 int rule_path(char *buf, size_t len, const char *bdf, const char *region,
 	      const char *rule, const char *attr);
 bool dev_configured(const char *bdf);
+int need_configured(const char *bdf);
 const char *cfs_why(const char *attr, int e);
 int report_write(const char *bdf, const char *what, const char *attr,
 		 const char *value, int e);
