@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 
 import pci  # noqa: E402
+import vfm  # noqa: E402
 
 EDU_ID = (0x1234, 0x11E8)
 NVME_ID = (0x1B36, 0x0010)
@@ -169,6 +170,24 @@ def igb():
     if not found:
         pytest.skip("no igb function in the guest (QEMU older than 8)")
     return found[0]
+
+
+@pytest.fixture
+def no_config_left():
+    """The test starts and ends without configfs device directories
+    (a module asks for it with pytest.mark.usefixtures)."""
+    assert vfm.devices() == [], "a configfs device directory was left over"
+    yield
+    left = vfm.devices()
+    for bdf in left:
+        vfm.purge(bdf)
+    assert left == [], f"configfs device directories left: {left}"
+
+
+@pytest.fixture
+def edu_vfm(edu, bind):
+    """edu bound to vfmediate for the test."""
+    return bind(edu, "vfmediate")
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ import tempfile
 import pytest
 
 import pci
-import vfm
 from budget import DEBUG_KERNEL, scaled
 from policy import EDU_LIVE
 from vfio import Device, IRQ_ERR, IRQ_INTX, IRQ_MSI, IRQ_MSIX, IRQ_REQ
@@ -59,14 +58,7 @@ FREE_PAGE = 0x2000          # an edu BAR0 page no rule here touches
 CAP_PM, CAP_MSI, CAP_MSIX = 0x01, 0x05, 0x11
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +164,6 @@ def uffd_for_users():
     yield
     with open(path, "w") as f:
         f.write(old)
-
-
-@pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, VFM)
 
 
 @pytest.fixture

@@ -41,15 +41,7 @@ def cli():
     return CLI
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    """Every test starts and ends without configfs device directories."""
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 def run(*args, user=False, check_rc=None, timeout=60):

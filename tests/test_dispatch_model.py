@@ -18,8 +18,6 @@ the device takes.
 import errno
 import random
 
-import pytest
-
 from budget import scaled
 from vfio import BAR0, Device, VfioError
 from vfm import Module, Vfm
@@ -132,11 +130,6 @@ def check_hits(v, rules, where):
     got = {r.name: v.rule("bar0", r.name).hits for r in rules}
     want = {r.name: r.hits for r in rules}
     assert got == want, f"{where}: hits"
-
-
-@pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, "vfmediate")
 
 
 def test_random_rules_match_the_model(edu_vfm):

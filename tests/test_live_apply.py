@@ -20,7 +20,6 @@ import threading
 
 import pytest
 
-import vfm
 from budget import scaled
 from policy import EDU_ID, EDU_ID_VALUE, EDU_LIVE, PAGE
 from vfio import BAR0, Device, VfioError, mmio_read32
@@ -39,19 +38,7 @@ FAR = 0x80000
 FAR_RANGE = "0x80000-0x80fff"
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
-
-
-@pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, VFM)
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 def apply(v):

@@ -106,11 +106,6 @@ def clean_slate():
 
 
 @pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, VFM)
-
-
-@pytest.fixture
 def nvme_vfm(nvme_vf, bind):
     return bind(nvme_vf, VFM)
 

@@ -67,12 +67,6 @@ def clean_slate():
 
 
 @pytest.fixture
-def edu_vfm(edu, bind):
-    bind(edu, "vfmediate")
-    return edu
-
-
-@pytest.fixture
 def nvme_vfm(nvme_vf, bind):
     bind(nvme_vf, "vfmediate")
     return nvme_vf

@@ -30,25 +30,13 @@ BURST = 10                      # events.c VFM_EV_BURST, per rule and second
 LIB = os.path.join(os.path.dirname(__file__), "lib")
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 @pytest.fixture
 def nl():
     with Nl() as n:
         yield n
-
-
-@pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, VFM)
 
 
 def dev_msg(nl, bdf):

@@ -37,20 +37,7 @@ VFM = "vfmediate"
 MAX_RULES = 1024
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    """Every test starts and ends without configfs device directories."""
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
-
-
-@pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, VFM)
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 @pytest.fixture

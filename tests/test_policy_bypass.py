@@ -35,7 +35,6 @@ import iommufd
 import optionrom
 import pci
 import vfio
-import vfm
 from policy import (EDU_BAR0_SIZE, EDU_ID, EDU_ID_VALUE, EDU_LIVE,
                     NVME_BAR0_SIZE, NVME_DOORBELL, NVME_VS, NVME_VS_1_4,
                     PAGE, attempt, mmap_areas)
@@ -56,19 +55,7 @@ MAP_FAILED = ctypes.c_void_p(-1).value
 MREMAP_MAYMOVE = 1
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
-
-
-@pytest.fixture
-def edu_vfm(edu, bind):
-    return bind(edu, VFM)
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 @pytest.fixture

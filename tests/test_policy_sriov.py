@@ -12,7 +12,6 @@ import errno
 import pytest
 
 import pci
-import vfm
 from policy import (NVME_AQA, NVME_BAR0_SIZE, NVME_CAP, NVME_VS, PAGE,
                     attempt, vfs_online)
 from vfio import BAR0, Device, VfioError
@@ -21,14 +20,7 @@ from vfm import Vfm
 VFM = "vfmediate"
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 def test_preprovisioned_vf(nvme_vfs):

@@ -16,7 +16,6 @@ import os
 import pytest
 
 import pci
-import vfm
 from vfio import BAR0, Device
 from vfm import Vfm
 
@@ -26,14 +25,7 @@ WARN = ("bar0 was mmap'ed before its current rules: DMA mappings made "
         "then may still reach ruled pages")
 
 
-@pytest.fixture(autouse=True)
-def no_config_left():
-    assert vfm.devices() == [], "a configfs device directory was left over"
-    yield
-    left = vfm.devices()
-    for bdf in left:
-        vfm.purge(bdf)
-    assert left == [], f"configfs device directories left: {left}"
+pytestmark = pytest.mark.usefixtures("no_config_left")
 
 
 def group_peers(bdf):
