@@ -393,23 +393,42 @@ int do_detach(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* Take @flag out of @argv, wherever it is: was it there? */
+static bool take_flag(int *argc, char **argv, const char *flag)
+{
+	int i;
+
+	for (i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], flag))
+			continue;
+		memmove(&argv[i], &argv[i + 1], (*argc - i) * sizeof(*argv));
+		(*argc)--;
+		return true;
+	}
+	return false;
+}
+
 /*
  * Apply the staged configuration of an open device now (configfs
  * "apply"); on a device that is not open it applies at the next open.
+ * With --revoke, pages the new rules take are zapped from the VFIO
+ * user's mappings instead of refusing the change ("revoke").
  * A refusal leaves the running table as it was: say why, from "error".
  */
 int do_apply(int argc, char **argv)
 {
 	char p[512], why[256];
+	bool revoke;
 	int ret;
 
 	if (argc > 1 && is_help(argv[1]))
-		return cmd_help("apply", "BDF");
+		return cmd_help("apply", "BDF [--revoke]");
+	revoke = take_flag(&argc, argv, "--revoke");
 	ret = configured_bdf_arg("apply", argc, argv);
 	if (ret != EXIT_OK)
 		return ret;
 	dev_path(p, sizeof(p), argv[1], "apply");
-	ret = cfs_write(p, "1");
+	ret = cfs_write(p, revoke ? "revoke" : "1");
 	if (!ret)
 		return EXIT_OK;
 	/* What the kernel refused, not who may write (EACCES, EPERM). */
@@ -417,6 +436,9 @@ int do_apply(int argc, char **argv)
 	if (ret != -EACCES && ret != -EPERM &&
 	    !cfs_read(p, why, sizeof(why)) && why[0]) {
 		err("%s: apply: %s: %s", argv[1], strerror(-ret), why);
+		if (ret == -EBUSY && !revoke && strstr(why, "revoke"))
+			err("%s: apply: 'vfmediate apply %s --revoke' takes the pages from the user's mappings",
+			    argv[1], argv[1]);
 		return EXIT_FAIL;
 	}
 	return report_write(argv[1], NULL, "apply", NULL, ret);

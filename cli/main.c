@@ -133,7 +133,7 @@ static const struct cmd commands[] = {
 	{ "mediators",	do_mediators,	"" },
 	{ "attach",	do_attach,	"BDF NAME [ARGS]" },
 	{ "detach",	do_detach,	"BDF" },
-	{ "apply",	do_apply,	"BDF" },
+	{ "apply",	do_apply,	"BDF [--revoke]" },
 	{ "bind",	do_bind,	"BDF" },
 	{ "unbind",	do_unbind,	"BDF" },
 	{ "rule",	do_rule,	"{ add | del | list | set } ..." },

@@ -334,17 +334,21 @@ static ssize_t vfm_dev_error_show(struct config_item *item, char *page)
 
 /*
  * "1": apply the staged configuration to the open device now, or fail
- * and keep the running table (policy.c). On a device that is not open
- * it does nothing: the next open applies the configuration anyway.
+ * and keep the running table (policy.c); "revoke": the same, taking
+ * newly ruled pages away from the user's mappings instead of failing.
+ * On a device that is not open it does nothing: the next open applies
+ * the configuration anyway.
  */
 static ssize_t vfm_dev_apply_store(struct config_item *item,
 				   const char *page, size_t count)
 {
+	static const char * const modes[] = { "1", "revoke" };
 	struct vfm_cfg_dev *dev = to_cfg_dev(item);
 	struct vfm_device *vd;
-	int ret;
+	int mode, ret;
 
-	if (vfm_match((const char * const []){ "1" }, 1, page, count) < 0)
+	mode = vfm_match(modes, ARRAY_SIZE(modes), page, count);
+	if (mode < 0)
 		return -EINVAL;
 	/* Applying waits for readers: not under vfm_config_lock. */
 	mutex_lock(&vfm_config_lock);
@@ -354,7 +358,7 @@ static ssize_t vfm_dev_apply_store(struct config_item *item,
 	mutex_unlock(&vfm_config_lock);
 	if (!vd)
 		return count;
-	ret = vfm_policy_apply(vd);
+	ret = vfm_policy_apply(vd, mode == 1);
 	put_device(&vd->core.vdev.device);
 	return ret ?: count;
 }

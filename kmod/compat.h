@@ -84,4 +84,40 @@
 #define VFM_CORE_VMA_PGOFF_PHYS	true
 #endif
 
+/*
+ * Taking ruled pages away from the user's mappings (maps.c). v6.12 gives
+ * each VFIO device an inode of its own: unmap_mapping_range() on it
+ * reaches every mapping of the device, fork copies included. Before, the
+ * file of a mapping has the anonymous inode that every VFIO device and
+ * other anonymous files share, whose offsets are physical page numbers:
+ * the recorded mappings are zapped one by one under their mm's lock.
+ */
+#ifdef VFM_HAVE_VFIO_DEVICE_INODE
+#define VFM_ZAP_BY_INODE	true
+#define vfm_device_mapping(vd)	((vd)->core.vdev.inode->i_mapping)
+#else
+#define VFM_ZAP_BY_INODE	false
+#define vfm_device_mapping(vd)	((struct address_space *)NULL)
+#endif
+
+/*
+ * vm_operations_struct.huge_fault takes the page order since v6.7
+ * (before, an enum page_entry_size), and vfio-pci-core has one since
+ * v6.12: wrap it where it is there.
+ */
+#ifdef VFM_HAVE_HUGE_FAULT_ORDER
+#define VFM_SET_HUGE_FAULT(ops, fn)					\
+	do {								\
+		if ((ops)->huge_fault)					\
+			(ops)->huge_fault = (fn);			\
+	} while (0)
+#else
+#define VFM_SET_HUGE_FAULT(ops, fn)	do { } while (0)
+#endif
+
+/*
+ * How vfio-pci-core serves a fault of a BAR mapping differs in kind, not
+ * only in names: compat.c has vfm_core_fault() for each.
+ */
+
 #endif /* _VFM_COMPAT_H */

@@ -18,7 +18,7 @@
 #include "vfmediate_core.h"
 
 /* __vfio_pci_memory_enabled(), private to vfio-pci-core. */
-static bool vfm_memory_enabled(struct vfio_pci_core_device *core)
+bool vfm_memory_enabled(struct vfio_pci_core_device *core)
 {
 	struct pci_dev *pdev = core->pdev;
 	u16 cmd = le16_to_cpu(*(__le16 *)&core->vconfig[PCI_COMMAND]);

@@ -132,6 +132,13 @@ static bool vfm_cfg_active(struct vfm_cfg_dev *dev)
 	return false;
 }
 
+/* Why a table is built. */
+enum vfm_build_mode {
+	VFM_BUILD_OPEN,		/* the device is being opened */
+	VFM_BUILD_APPLY,	/* a live apply */
+	VFM_BUILD_REVOKE,	/* a live apply that may take mapped pages */
+};
+
 /*
  * What building a table takes from the configuration, under
  * vfm_config_lock; the mediator is then opened without it.
@@ -141,6 +148,7 @@ struct vfm_open_ctx {
 	u64 seq;			/* dev->seq when taken */
 	bool active;			/* anything to compile */
 	bool live;			/* a live apply, not an open */
+	bool revoke;			/* ruled pages may be mapped */
 	/* With a module reference of its own, unless @keep is set. */
 	const struct vfm_mediator_ops *ops;
 	/* The running table, whose mediator instance the new one keeps. */
@@ -171,12 +179,15 @@ static bool vfm_keeps_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx)
 }
 
 static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx,
-			  bool live)
+			  enum vfm_build_mode mode)
 {
 	const struct vfm_mediator_ops *ops;
 
 	lockdep_assert_held(&vfm_config_lock);
-	*ctx = (struct vfm_open_ctx){ .dev = vd->cfg, .live = live };
+	*ctx = (struct vfm_open_ctx){
+		.dev = vd->cfg, .live = mode != VFM_BUILD_OPEN,
+		.revoke = mode == VFM_BUILD_REVOKE,
+	};
 	if (!ctx->dev)
 		return 0;
 	ctx->seq = ctx->dev->seq;
@@ -423,32 +434,51 @@ static void vfm_opened(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 	vd->compile_ns = tbl ? tbl->rules->compile_ns : 0;
 }
 
+/* Why a table that would rule a mapped page is refused. */
+static void vfm_conflict_error(struct vfm_open_ctx *ctx, u32 index, u64 start,
+			       u64 len, bool revocable)
+{
+	const char *what = index < VFM_NUM_REGIONS ? vfm_region_names[index] :
+			   "a mapping that could not be recorded:";
+
+	if (!ctx->revoke)
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "%s %#llx+%#llx is mmap'ed by the VFIO user and the new rules would trap it: refused (write revoke to apply to take it away)",
+			 what, start, len);
+	else if (!revocable)
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "%s %#llx+%#llx is mmap'ed by the VFIO user through the mediator or unrecorded, and cannot be revoked: refused",
+			 what, start, len);
+}
+
 /*
  * Make @tbl (NULL: pass-through) the running table unless the user holds
- * mmap'ed a page it would rule: the check and the swap are one step for
- * mmap() (maps.c). The replaced table is left in *@oldp for
- * vfm_table_retire().
+ * mmap'ed a page it would rule and this is no revocation that can take
+ * it away: the check and the swap are one step for mmap() and faults
+ * (maps.c). The replaced table is left in *@oldp for vfm_table_retire();
+ * a revocation's zap follows, in vfm_policy_apply().
  */
 static int vfm_publish(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 		       struct vfm_table *tbl, const struct vfm_table **oldp,
 		       bool *handover)
 {
 	u64 start = 0, len = 0;
+	bool revocable;
 	u32 index;
 
 	mutex_lock(&vd->maps_lock);
-	if (tbl && vfm_maps_conflict(vd, tbl->rules, &index, &start, &len)) {
+	if (tbl && vfm_maps_conflict(vd, tbl->rules, &index, &start, &len,
+				     &revocable) &&
+	    (!ctx->revoke || !revocable)) {
 		mutex_unlock(&vd->maps_lock);
-		snprintf(ctx->error, sizeof(ctx->error),
-			 "%s %#llx+%#llx is mmap'ed by the VFIO user and the new rules would trap it: refused",
-			 index < VFM_NUM_REGIONS ? vfm_region_names[index] :
-			 "a mapping that could not be recorded:",
-			 start, len);
+		vfm_conflict_error(ctx, index, start, len, revocable);
 		return -EBUSY;
 	}
 	if (tbl)
 		tbl->generation = ++vd->generation;
 	*oldp = vfm_table_replace(vd, tbl, handover);
+	if (ctx->revoke)
+		vfm_maps_revoking(vd);
 	mutex_unlock(&vd->maps_lock);
 	vfm_opened(vd, ctx->dev, tbl);
 	return 0;
@@ -490,7 +520,7 @@ static int vfm_open_finish(struct vfm_device *vd, struct vfm_open_ctx *ctx,
  * One try at building and publishing a table: -EAGAIN if the
  * configuration changed meanwhile. Under @vd->cfg_lock.
  */
-static int vfm_build_try(struct vfm_device *vd, bool live,
+static int vfm_build_try(struct vfm_device *vd, enum vfm_build_mode mode,
 			 const struct vfm_table **oldp, bool *handover)
 {
 	struct vfm_open_ctx ctx;
@@ -498,7 +528,7 @@ static int vfm_build_try(struct vfm_device *vd, bool live,
 	int ret;
 
 	mutex_lock(&vfm_config_lock);
-	ret = vfm_open_begin(vd, &ctx, live);
+	ret = vfm_open_begin(vd, &ctx, mode);
 	if (ctx.dev && ctx.active)
 		ctx.dev->error[0] = '\0';
 	mutex_unlock(&vfm_config_lock);
@@ -532,14 +562,14 @@ static int vfm_build_try(struct vfm_device *vd, bool live,
  * Build and publish the table of @vd from its staged configuration. On
  * failure the running table is untouched.
  */
-static int vfm_build(struct vfm_device *vd, bool live,
+static int vfm_build(struct vfm_device *vd, enum vfm_build_mode mode,
 		     const struct vfm_table **oldp, bool *handover)
 {
 	int i, ret;
 
 	lockdep_assert_held(&vd->cfg_lock);
 	for (i = 0; i < VFM_OPEN_TRIES; i++) {
-		ret = vfm_build_try(vd, live, oldp, handover);
+		ret = vfm_build_try(vd, mode, oldp, handover);
 		if (ret != -EAGAIN)
 			break;
 	}
@@ -583,7 +613,7 @@ int vfm_policy_open(struct vfm_device *vd)
 	int ret;
 
 	mutex_lock(&vd->cfg_lock);
-	ret = vfm_build(vd, false, &old, &handover);
+	ret = vfm_build(vd, VFM_BUILD_OPEN, &old, &handover);
 	gen = READ_ONCE(vd->table_gen);
 	/* @old is the pass-through table: a closed device mediates nothing. */
 	if (!ret)
@@ -596,6 +626,7 @@ int vfm_policy_open(struct vfm_device *vd)
 /**
  * vfm_policy_apply() - apply the staged configuration of an open device
  * @vd: the device, with a reference held
+ * @revoke: take ruled pages away from the user's mappings of them
  *
  * Compiles the staged configuration into a new table and publishes it:
  * accesses in flight finish on the old table, later ones see the new
@@ -605,11 +636,16 @@ int vfm_policy_open(struct vfm_device *vd)
  * vfm_config_lock. A device that is not open, or has nothing pending,
  * is left as it is: the staged configuration applies at its next open.
  *
+ * Without @revoke, a table that would rule a page the user holds mmap'ed
+ * is refused. With it, the table is published and then every mapping of
+ * a page it rules is zapped; a later fault of one gets SIGBUS. The write
+ * returns once no mapping reaches a ruled page.
+ *
  * Return: 0, or why the running table was kept (-EBUSY: a page the user
- * has mmap'ed would be ruled, or the configuration kept changing); the
- * configuration's "error" says more.
+ * has mmap'ed would be ruled and may not be revoked, or the
+ * configuration kept changing); the configuration's "error" says more.
  */
-int vfm_policy_apply(struct vfm_device *vd)
+int vfm_policy_apply(struct vfm_device *vd, bool revoke)
 {
 	const struct vfm_table *old;
 	bool handover, pending;
@@ -624,9 +660,14 @@ int vfm_policy_apply(struct vfm_device *vd)
 		mutex_unlock(&vd->cfg_lock);
 		return 0;
 	}
-	ret = vfm_build(vd, true, &old, &handover);
+	ret = vfm_build(vd, revoke ? VFM_BUILD_REVOKE : VFM_BUILD_APPLY, &old,
+			&handover);
 	if (!ret) {
 		gen = READ_ONCE(vd->table_gen);
+		/* @cfg_lock keeps the table just published running. */
+		if (revoke)
+			vfm_maps_revoke(vd, rcu_dereference_protected(vd->table,
+				lockdep_is_held(&vd->cfg_lock))->rules);
 		vfm_table_retire(vd, old, handover);
 	}
 	mutex_unlock(&vd->cfg_lock);

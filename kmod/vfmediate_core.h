@@ -301,6 +301,7 @@ struct vfm_cfg_dev;
  *	check and publication exclusive (maps.c).
  * @maps: what the VFIO user holds mmap'ed now (maps.c).
  * @maps_lost: a mapping could not be recorded: all count as mapped.
+ * @revoke_gen: revocations so far, under @maps_lock (maps.c).
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
@@ -330,6 +331,7 @@ struct vfm_device {
 	struct mutex maps_lock;		/* @maps; mmap() against apply */
 	struct list_head maps;
 	bool maps_lost;
+	u64 revoke_gen;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
@@ -527,18 +529,27 @@ void vfm_policy_bind(struct vfm_device *vd);
 void vfm_policy_unbind(struct vfm_device *vd);
 int vfm_policy_open(struct vfm_device *vd);
 void vfm_policy_close(struct vfm_device *vd);
-int vfm_policy_apply(struct vfm_device *vd);
+int vfm_policy_apply(struct vfm_device *vd, bool revoke);
 
 /* maps.c */
 int vfm_maps_mmap(struct vfm_device *vd, struct vm_area_struct *vma,
 		  int (*do_mmap)(struct vfm_device *vd,
 				 struct vm_area_struct *vma));
 bool vfm_maps_conflict(struct vfm_device *vd, const struct vfm_rules *rules,
-		       u32 *index, u64 *start, u64 *len);
+		       u32 *index, u64 *start, u64 *len, bool *revocable);
+bool vfm_ruled_run(const struct vfm_region_table *rt, u64 *pos, u64 end,
+		   u64 *stop);
+void vfm_maps_revoking(struct vfm_device *vd);
+void vfm_maps_revoke(struct vfm_device *vd, const struct vfm_rules *rules);
 void vfm_maps_clear(struct vfm_device *vd);
 void vfm_maps_exit(void);
 
+/* compat.c */
+vm_fault_t vfm_core_fault(const struct vm_operations_struct *ops,
+			  struct vm_fault *vmf, unsigned int order);
+
 /* io.c */
+bool vfm_memory_enabled(struct vfio_pci_core_device *core);
 ssize_t vfm_bar_rw(struct vfm_device *vd, unsigned int bar, void *buf,
 		   size_t count, u64 off, bool iswrite);
 void vfm_bar_unmap_all(struct vfm_device *vd);
