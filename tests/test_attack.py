@@ -21,6 +21,10 @@ vfmediate whose rules this module writes.
 - VFIO_DEVICE_FEATURE: LOW_POWER_ENTRY (with or without wakeup) fails
   EPERM, probe included, while ro, deny or ignore covers PMCSR; the other
   features answer as on vfio-pci.
+- Revocation (issue 14): threads using a BAR mapping while the admin
+  revokes and frees one of its pages in a loop; once a revocation has
+  returned the page faults, once freed it reads back, and the pages
+  around it never fault or answer wrong.
 
 The programs' exit status: 0 the rule held, 1 the attack won, 2 the
 variant cannot run here (skip), 3 the program itself failed. Each prints
@@ -46,7 +50,7 @@ SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
            "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "attack")
-PROGRAMS = ["ioeventfd", "irqs", "feature"]
+PROGRAMS = ["ioeventfd", "irqs", "feature", "revoke"]
 # Built on the host by tests/run-suite (as it builds the benchmark): gcc in
 # an emulated guest takes a while. Used when newer than every source.
 HOST_BUILT = os.path.join(HERE, "..", "build", "attack")
@@ -459,3 +463,42 @@ def test_features_as_vfio_pci_without_pmcsr_rule(nvme_vf, vf_features,
         v.add_rule("config", "pm-id", f"{pm:#x}+2", "ro")    # beside PMCSR
         got = _features(nobody(nvme_vf, "feature"))
     assert got == vf_features
+
+
+# Revocations and frees of the middle page while a user uses the mapping.
+SWAPS = scaled(300, 100)
+
+
+def test_revocation_while_the_mapping_is_in_use(edu_vfm, progs):
+    group = f"/dev/vfio/{pci.iommu_group(edu_vfm)}"
+    os.chown(group, NOBODY, NOBODY)
+    try:
+        with Vfm(edu_vfm) as v:
+            p = subprocess.Popen(
+                SETPRIV + [progs["revoke"], "race", group, edu_vfm],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True)
+            try:
+                assert p.stdout.readline() == "ready\n", p.stderr.read()
+                for _ in range(SWAPS):
+                    v.add_rule("bar0", "mid", "0x1000-0x1fff", "deny")
+                    v.write("apply", "revoke")
+                    _ask(p, "r")
+                    v.remove_rule("bar0", "mid")
+                    v.write("apply", "1")
+                    _ask(p, "f")
+            finally:
+                out, err = p.communicate(timeout=120)
+    finally:
+        os.chown(group, 0, 0)
+    r = Run(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    assert r.rc == HELD, r
+    assert r["revoked"] == SWAPS and r["freed"] == SWAPS, r
+    # The race ran: the reader both faulted and read the page.
+    assert r["mid_sigbus"] > 0 and r["mid_ok"] > 0 and r["live_ok"] > 0, r
+
+
+def _ask(p, what):
+    p.stdin.write(what + "\n")
+    p.stdin.flush()
+    assert p.stdout.readline() == "ok\n"
