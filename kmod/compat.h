@@ -106,13 +106,9 @@
  * v6.12: wrap it where it is there.
  */
 #ifdef VFM_HAVE_HUGE_FAULT_ORDER
-#define VFM_SET_HUGE_FAULT(ops, fn)					\
-	do {								\
-		if ((ops)->huge_fault)					\
-			(ops)->huge_fault = (fn);			\
-	} while (0)
+#define vfm_huge_fault_of(fn)	(fn)
 #else
-#define VFM_SET_HUGE_FAULT(ops, fn)	do { } while (0)
+#define vfm_huge_fault_of(fn)	NULL
 #endif
 
 /*

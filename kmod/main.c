@@ -104,6 +104,7 @@ static int vfm_init_dev(struct vfio_device *core_vdev)
 	mutex_init(&vd->nowait_lock);
 	mutex_init(&vd->maps_lock);
 	INIT_LIST_HEAD(&vd->maps);
+	INIT_WORK(&vd->retrap_work, vfm_retrap_work);
 	INIT_LIST_HEAD(&vd->node);
 	vfm_table_init(vd);
 	return 0;

@@ -206,7 +206,8 @@ static void vfm_vm_ops_init(struct vm_operations_struct *ops, const void *core)
 	ops->open = vfm_vma_open;
 	ops->close = vfm_vma_close;
 	ops->fault = vfm_vma_fault;
-	VFM_SET_HUGE_FAULT(ops, vfm_vma_huge_fault);
+	if (ops->huge_fault)
+		ops->huge_fault = vfm_huge_fault_of(vfm_vma_huge_fault);
 }
 
 static void vfm_wrap_vm_ops(struct vm_area_struct *vma)

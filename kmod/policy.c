@@ -137,6 +137,7 @@ enum vfm_build_mode {
 	VFM_BUILD_OPEN,		/* the device is being opened */
 	VFM_BUILD_APPLY,	/* a live apply */
 	VFM_BUILD_REVOKE,	/* a live apply that may take mapped pages */
+	VFM_BUILD_RETRAP,	/* the running mediator's retrap() asked for */
 };
 
 /*
@@ -149,6 +150,7 @@ struct vfm_open_ctx {
 	bool active;			/* anything to compile */
 	bool live;			/* a live apply, not an open */
 	bool revoke;			/* ruled pages may be mapped */
+	bool retrap;			/* the mediator declares its traps anew */
 	/* With a module reference of its own, unless @keep is set. */
 	const struct vfm_mediator_ops *ops;
 	/* The running table, whose mediator instance the new one keeps. */
@@ -187,6 +189,7 @@ static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 	*ctx = (struct vfm_open_ctx){
 		.dev = vd->cfg, .live = mode != VFM_BUILD_OPEN,
 		.revoke = mode == VFM_BUILD_REVOKE,
+		.retrap = mode == VFM_BUILD_RETRAP,
 	};
 	if (!ctx->dev)
 		return 0;
@@ -194,6 +197,12 @@ static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 	if (!vfm_cfg_active(ctx->dev))
 		return 0;
 	ctx->active = true;
+	/* A mediator's retrap applies no half-written change of the admin's. */
+	if (ctx->retrap && ctx->seq != vd->table_seq) {
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "the mediator's retrap waits: staged changes are pending (apply them)");
+		return -EBUSY;
+	}
 	ops = vfm_cfg_ops(ctx->dev);
 	if (!ops)
 		return 0;
@@ -213,18 +222,46 @@ static int vfm_open_begin(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 	return 0;
 }
 
-/* Let @tbl borrow the running instance, with the ranges it trapped. */
+/* The running instance declares its traps anew (vfm_request_retrap()). */
+static int vfm_retrap_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx)
+{
+	const struct vfm_mediator_ops *ops = ctx->keep->mops;
+	int ret;
+
+	vd->open_ops = ops;
+	vfm_nowait_begin(vd);
+	ret = ops->retrap(vd, ctx->keep->mpriv);
+	vfm_nowait_end(vd);
+	vd->open_ops = NULL;
+	if (ret)
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "mediator %s: retrap failed (%d)", ops->name, ret);
+	return ret;
+}
+
+/*
+ * Let @tbl borrow the running instance, with the ranges it trapped, or
+ * those its retrap(), when it has one, declares now: what it wants
+ * trapped may have changed since (a retrap refused over pending changes).
+ */
 static int vfm_keep_mediator(struct vfm_device *vd, struct vfm_open_ctx *ctx,
 			     struct vfm_table *tbl)
 {
 	const struct vfm_rules *rules = ctx->keep->rules;
+	int ret;
 
 	if (!vd->traps)
 		return -ENOMEM;
-	if (rules->nr_traps)
-		memcpy(vd->traps, rules->traps,
-		       rules->nr_traps * sizeof(*vd->traps));
-	vd->nr_traps = rules->nr_traps;
+	if (ctx->keep->mops->retrap) {
+		ret = vfm_retrap_mediator(vd, ctx);
+		if (ret)
+			return ret;
+	} else {
+		if (rules->nr_traps)
+			memcpy(vd->traps, rules->traps,
+			       rules->nr_traps * sizeof(*vd->traps));
+		vd->nr_traps = rules->nr_traps;
+	}
 	tbl->mops = ctx->keep->mops;
 	tbl->mpriv = ctx->keep->mpriv;
 	tbl->borrowed = true;
@@ -623,6 +660,13 @@ int vfm_policy_open(struct vfm_device *vd)
 	return ret;
 }
 
+/* The rules of the running table, which @vd->cfg_lock keeps running. */
+static const struct vfm_rules *vfm_running_rules(struct vfm_device *vd)
+{
+	return rcu_dereference_protected(vd->table,
+					 lockdep_is_held(&vd->cfg_lock))->rules;
+}
+
 /**
  * vfm_policy_apply() - apply the staged configuration of an open device
  * @vd: the device, with a reference held
@@ -664,10 +708,8 @@ int vfm_policy_apply(struct vfm_device *vd, bool revoke)
 			&handover);
 	if (!ret) {
 		gen = READ_ONCE(vd->table_gen);
-		/* @cfg_lock keeps the table just published running. */
 		if (revoke)
-			vfm_maps_revoke(vd, rcu_dereference_protected(vd->table,
-				lockdep_is_held(&vd->cfg_lock))->rules);
+			vfm_maps_revoke(vd, vfm_running_rules(vd));
 		vfm_table_retire(vd, old, handover);
 	}
 	mutex_unlock(&vd->cfg_lock);
@@ -689,8 +731,72 @@ void vfm_policy_close(struct vfm_device *vd)
 	vd->table_gen = 0;
 	mutex_unlock(&vfm_config_lock);
 	mutex_unlock(&vd->cfg_lock);
+	/* The mediator is closed: nobody asks for a retrap any more. */
+	cancel_work_sync(&vd->retrap_work);
 	vfm_event_post(VFMEDIATE_EVENT_CLOSED, vfm_name(vd), NULL, 0, 0, NULL);
 }
+
+/* Has the running table a mediator with a retrap() hook? */
+static bool vfm_running_retraps(struct vfm_device *vd)
+{
+	const struct vfm_table *tbl;
+
+	tbl = rcu_dereference_protected(vd->table,
+					lockdep_is_held(&vd->cfg_lock));
+	return tbl->mops && tbl->mops->retrap;
+}
+
+/*
+ * What vfm_request_retrap() asked for: a table with the traps the
+ * running mediator declares now, built and published as a live apply of
+ * an unchanged configuration is. Refused, with a config-refused event
+ * and the reason in "error", while staged changes are pending or when a
+ * newly trapped page is mmap'ed by the VFIO user.
+ */
+void vfm_retrap_work(struct work_struct *work)
+{
+	struct vfm_device *vd = container_of(work, struct vfm_device,
+					     retrap_work);
+	const struct vfm_table *old;
+	bool handover, open;
+	u64 gen = 0;
+	int ret;
+
+	mutex_lock(&vd->cfg_lock);
+	mutex_lock(&vfm_config_lock);
+	open = vd->open;
+	mutex_unlock(&vfm_config_lock);
+	if (!open || !vfm_running_retraps(vd)) {
+		mutex_unlock(&vd->cfg_lock);
+		return;
+	}
+	ret = vfm_build(vd, VFM_BUILD_RETRAP, &old, &handover);
+	if (!ret) {
+		gen = READ_ONCE(vd->table_gen);
+		vfm_table_retire(vd, old, handover);
+	}
+	mutex_unlock(&vd->cfg_lock);
+	vfm_build_events(vd, gen, ret, true);
+}
+
+/**
+ * vfm_request_retrap() - ask to start or stop trapping while open
+ * @vd: a device the calling mediator has open
+ *
+ * Queues a call of the running instance's retrap() hook, in which it
+ * declares the ranges to trap from now on, and the publication of a
+ * table with them; returns at once. Accesses use the running table until
+ * the new one is published (the device's "generation" then changes and
+ * a config-applied event is sent; a refusal sends config-refused and
+ * sets "error"). May be called from any context, the mediator's own
+ * handlers included, until its close() returns; requests made before
+ * the work runs are merged.
+ */
+void vfm_request_retrap(struct vfm_device *vd)
+{
+	schedule_work(&vd->retrap_work);
+}
+EXPORT_SYMBOL_GPL(vfm_request_retrap);
 
 /**
  * vfm_trap_range() - route a byte range of a region to the mediator
@@ -700,12 +806,12 @@ void vfm_policy_close(struct vfm_device *vd)
  * @len: bytes, at least one
  * @access: VFM_ACCESS_READ, _WRITE or _RW
  *
- * Only valid from the mediator's open(). The pages it touches are no
- * longer mmap-able. A more specific rule of the admin's overrides it.
+ * Only valid from the mediator's open() and retrap(). The pages it
+ * touches are no longer mmap-able. A more specific rule of the admin's overrides it.
  *
- * Return: 0, -EINVAL (bad index or access, not called from open(), or a
- * mediator with neither the handler nor observe() for @access),
- * -ERANGE (outside the region), -ENOSPC (too many ranges).
+ * Return: 0, -EINVAL (bad index or access, not called from open() or
+ * retrap(), or a mediator with neither the handler nor observe() for
+ * @access), -ERANGE (outside the region), -ENOSPC (too many ranges).
  */
 int vfm_trap_range(struct vfm_device *vd, unsigned int index, u64 start,
 		   u64 len, unsigned int access)

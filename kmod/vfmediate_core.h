@@ -56,6 +56,7 @@
 #include <linux/sched.h>
 #include <linux/srcu.h>
 #include <linux/types.h>
+#include <linux/workqueue.h>
 #include <linux/vfio_pci_core.h>
 #include <linux/vfmediate.h>
 #include <uapi/linux/vfmediate.h>
@@ -302,6 +303,7 @@ struct vfm_cfg_dev;
  * @maps: what the VFIO user holds mmap'ed now (maps.c).
  * @maps_lost: a mapping could not be recorded: all count as mapped.
  * @revoke_gen: revocations so far, under @maps_lock (maps.c).
+ * @retrap_work: runs the mediator's retrap() it asked for (policy.c).
  */
 struct vfm_device {
 	struct vfio_pci_core_device core;
@@ -332,6 +334,7 @@ struct vfm_device {
 	struct list_head maps;
 	bool maps_lost;
 	u64 revoke_gen;
+	struct work_struct retrap_work;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
@@ -530,6 +533,7 @@ void vfm_policy_unbind(struct vfm_device *vd);
 int vfm_policy_open(struct vfm_device *vd);
 void vfm_policy_close(struct vfm_device *vd);
 int vfm_policy_apply(struct vfm_device *vd, bool revoke);
+void vfm_retrap_work(struct work_struct *work);
 
 /* maps.c */
 int vfm_maps_mmap(struct vfm_device *vd, struct vm_area_struct *vma,

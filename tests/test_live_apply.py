@@ -10,7 +10,9 @@ would rule a page the user holds mmap'ed is refused with EBUSY and the
 running table is kept, as it is when compiling or a mediator's open()
 fails; threads accessing while rules are applied in a loop see only the
 old or the new result; a mediator attached, changed or detached while
-open starts or stops taking accesses at the swap.
+open starts or stops taking accesses at the swap; a mediator starts and
+stops trapping a window itself (vfm_request_retrap(), the test-only
+"ondemand" mediator), refused over a mapped page or pending changes.
 """
 import errno
 import os
@@ -274,6 +276,114 @@ def test_mediator_attached_changed_and_detached_while_open(edu_vfm):
         v.mediator = ""
         apply(v)
     assert AUDIT.refcnt == base
+
+
+# -- a mediator starts and stops trapping itself ----------------------------------------
+
+ONDEMAND = Module("vfmediate_ondemand")
+ONDEMAND_MARK = 0x0DDE3A4D
+SWITCH = FAR                    # ondemand's switch, the window's first dword
+INSIDE = FAR + 0x10             # trapped while switched on
+
+
+def ondemand_state(v):
+    return dict(kv.split("=") for kv in v.mediator_state.split())
+
+
+def next_event(nl, bdf):
+    """The next event of the device (a retrap is applied from a work item,
+    after the write that asked for it returned)."""
+    while (e := nl.event(timeout=30)) is not None:
+        if e.str(A.DEV_NAME) == bdf:
+            return e
+    pytest.fail("no event from the device within 30 s")
+
+
+@pytest.fixture
+def ondemand():
+    """The test-only mediator is unloaded after the test, so that later
+    modules see the mediators they expect registered."""
+    yield
+    assert not ONDEMAND.loaded or ONDEMAND.unload() == 0
+
+
+@pytest.mark.usefixtures("ondemand")
+def test_mediator_starts_and_stops_trapping(edu_vfm):
+    with Nl() as nl, Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
+        v.mediator = "ondemand"
+        v.mediator_args = f"bar=0,range={FAR_RANGE}"
+        apply(v)
+        nl.subscribe()
+        gen = v.generation
+        assert dev.read32(BAR0, INSIDE) == 0xFFFFFFFF       # edu's own
+        dev.write32(BAR0, SWITCH, 1)
+        e = next_event(nl, edu_vfm)
+        assert e.event() == "config_applied", e
+        assert e.u64(A.DEV_GENERATION) == v.generation > gen
+        assert dev.read32(BAR0, SWITCH) == 1
+        assert dev.read32(BAR0, INSIDE) == ONDEMAND_MARK
+        assert ondemand_state(v) == {"switch": "1", "retraps": "1",
+                                     "reads": "1"}
+        # Pages outside the window stay as they were.
+        assert dev.read32(BAR0, EDU_ID) == EDU_ID_VALUE
+        dev.write32(BAR0, SWITCH, 0)
+        assert next_event(nl, edu_vfm).event() == "config_applied"
+        assert dev.read32(BAR0, INSIDE) == 0xFFFFFFFF
+        assert ondemand_state(v)["retraps"] == "2"
+        # Staged changes of the admin are not applied by a retrap.
+        v.add_rule("bar0", "id", "0x0-0x3", "deny")
+        gen = v.generation
+        dev.write32(BAR0, SWITCH, 1)
+        e = next_event(nl, edu_vfm)
+        assert e.event() == "config_refused", e
+        assert e.u32(A.ERRNO) == errno.EBUSY
+        assert "pending" in v.error, v.error
+        assert v.generation == gen and v.pending
+        assert dev.read32(BAR0, EDU_ID) == EDU_ID_VALUE
+        assert dev.read32(BAR0, INSIDE) == 0xFFFFFFFF
+        # The admin's apply publishes the switch's traps too: open() is
+        # not run again, the instance's switch stays on.
+        apply(v)
+        assert next_event(nl, edu_vfm).event() == "config_applied"
+        assert outcome(dev.read32, BAR0, EDU_ID) == "EACCES"
+        assert dev.read32(BAR0, INSIDE) == ONDEMAND_MARK
+
+
+@pytest.mark.usefixtures("ondemand")
+def test_retrap_refused_over_a_mapped_page(edu_vfm):
+    with Nl() as nl, Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
+        v.mediator = "ondemand"
+        v.mediator_args = "bar=0,range=0x0-0x1fff"
+        # The switch's page may not be mapped; the next one may.
+        v.write("apply", "1")
+        mm = dev.mmap(BAR0, PAGE, PAGE)
+        try:
+            nl.subscribe()
+            dev.write32(BAR0, 0, 1)
+            e = next_event(nl, edu_vfm)
+            assert e.event() == "config_refused", e
+            assert e.u32(A.ERRNO) == errno.EBUSY
+            assert "mmap" in v.error, v.error
+            assert mmio_read32(mm, 0) == 0xFFFFFFFF
+        finally:
+            mm.close()
+
+
+@pytest.mark.usefixtures("ondemand")
+def test_retrap_requested_at_close_is_dropped(edu_vfm):
+    """A request queued as the device closes runs against a closed
+    device: nothing happens, nothing leaks, the module is let go."""
+    ONDEMAND.load()
+    base = ONDEMAND.refcnt
+    with Vfm(edu_vfm) as v:
+        v.mediator = "ondemand"
+        v.mediator_args = f"bar=0,range={FAR_RANGE}"
+        for i in range(scaled(50, minimum=10)):
+            with opened(edu_vfm) as dev:
+                dev.write32(BAR0, SWITCH, i & 1)
+        assert v.state == "bound"
+        v.mediator = ""
+    assert ONDEMAND.refcnt == base
 
 
 # -- swaps under load ----------------------------------------------------------------

@@ -97,6 +97,13 @@ struct vfm_device;
  *	shadow of registers...) into @buf (PAGE_SIZE) for the device's
  *	configfs "mediator_state" attribute. Called with the device open
  *	only; may sleep.
+ * @retrap: optional. Called after the mediator asked for it with
+ *	vfm_request_retrap(), on the running instance (@priv), and by a live
+ *	apply that keeps the instance: declare with vfm_trap_range() the
+ *	ranges to trap from now on, all of them (none: trap nothing). The
+ *	core compiles and publishes a table with them as a live apply does;
+ *	the instance and its state stay. May sleep and access the device. A
+ *	negative errno keeps the running table.
  *
  * Handlers work on kernel buffers and may sleep. They run under the
  * core's SRCU read lock, never under a lock the core's writers hold, and
@@ -126,14 +133,17 @@ struct vfm_mediator_ops {
 	int (*mmap)(struct vfm_device *vd, void *priv,
 		    struct vm_area_struct *vma);
 	ssize_t (*show)(struct vfm_device *vd, void *priv, char *buf);
+	int (*retrap)(struct vfm_device *vd, void *priv);
 };
 
 int vfm_register_mediator(const struct vfm_mediator_ops *ops);
 void vfm_unregister_mediator(const struct vfm_mediator_ops *ops);
 
-/* Only from a mediator's open(). */
+/* Only from a mediator's open() and retrap(). */
 int vfm_trap_range(struct vfm_device *vd, unsigned int index, u64 start,
 		   u64 len, unsigned int access);
+/* Ask for retrap() to run: starting or stopping traps while open. */
+void vfm_request_retrap(struct vfm_device *vd);
 
 /* Accessors. */
 struct pci_dev *vfm_pdev(struct vfm_device *vd);

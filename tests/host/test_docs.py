@@ -30,7 +30,8 @@ HEADER = os.path.join(TOP, "include", "linux", "vfmediate.h")
 MEDIATORS = os.path.join(TOP, "kmod", "mediators")
 AUDIT_C = os.path.join(MEDIATORS, "audit.c")
 TEST_ONLY = {"selftest.c",       # not a mediator: a registration self-test
-             "devread.c"}       # a mediator for the API tests only
+             "devread.c",       # a mediator for the API tests only
+             "ondemand.c"}      # one for the retrap tests only
 
 
 def _read(path):
