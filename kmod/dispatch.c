@@ -457,6 +457,16 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 	}
 	if (action == VFM_NR_ACTIONS)
 		return vfm_rw_mediated(vd, gen, trap, buf, count, ppos, iswrite);
+	/*
+	 * What passes goes to vfio-pci-core as a tail call, which moves
+	 * *@ppos itself: under emulation every return costs a lookup.
+	 */
+	if (action == VFM_PASS || (action == VFM_RO && !iswrite)) {
+		if (iswrite)
+			return vfio_pci_core_write(&vd->core.vdev, buf, count,
+						   ppos);
+		return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
+	}
 	ret = vfm_action_rw(vd, NULL, action, index, buf, count, off, iswrite);
 	if (ret > 0)
 		*ppos += ret;

@@ -19,8 +19,10 @@
  *	us), a mediator's hooks, or a wait for readers.
  *  vfm_device.maps_lock (per device, maps.c)
  *	The user's current mmaps; taken under vfm_config_lock to check a new
- *	table against them and publish it, and by mmap() (under the mm's
- *	mmap_lock) to check and record a mapping.
+ *	table against them and publish it, by mmap() and by faults of its
+ *	mappings (under the mm's mmap_lock or the vma's lock) to check and
+ *	record a mapping or serve a fault, and by a revocation's zap (after
+ *	the mm's mmap_lock, as vfio-pci-core's own zap takes it).
  *  vfm_registry_lock (global mutex, registry.c)
  *	The list of registered mediators; never held with the others.
  *

@@ -36,6 +36,8 @@ TARGETS = {
     ("none", "pwrite"): ("max", 1.02),
     ("r1024", "pread"): ("max", 1.05),
     ("r1024", "pwrite"): ("max", 1.05),
+    ("applies", "pread"): ("max", 1.05),
+    ("applies", "pwrite"): ("max", 1.05),
     ("audit", "pread"): ("max", 1.10),
     ("audit", "pwrite"): ("max", 1.10),
     ("auditmon", "pread"): ("max", 1.10),
@@ -101,9 +103,11 @@ def summarize(result):
                       for c in r["cfs"]["A"]["compile_ns"]]
         tbytes = [r["cfs"]["A"]["table_bytes"] for r in sc["rounds"]
                   if r.get("cfs") and r["cfs"]["A"]["table_bytes"] is not None]
+        apply_ns = [t for r in sc["rounds"] for t in r.get("apply_ns", [])]
         out[sc["name"]] = {
             "label": sc["label"], "group": sc["group"], "floor": sc["floor"],
             "nrules": sc["nrules"], "ops": ops,
+            "apply_ns": stats(apply_ns) if apply_ns else None,
             "compile_ns": stats(compile_ns) if compile_ns else None,
             # No configfs directory: the static pass-through table.
             "table_bytes": max(tbytes) if tbytes else 0,
@@ -200,9 +204,22 @@ def format_kernel(result):
                 "compile       0 us (static pass-through table)")
         lines.append(f"  {sc['label'][:40]:40} {ctxt}, "
                      f"table {sc['table_bytes'] or 0} bytes")
+    a = _applies(s)
+    if a:
+        lines.append(f"live apply: {a}")
     if "elapsed_s" in result:
         lines.append(f"({result['elapsed_s']:.0f} s in the guest)")
     return "\n".join(lines)
+
+
+def _applies(s):
+    """The live applies of the "applies" scenario, timed: one phrase."""
+    a = s.get("applies", {}).get("apply_ns")
+    if not a:
+        return ""
+    return (f"a change of 1 of {s['applies']['nrules']} rules applied in "
+            f"{a['median'] / 1000:.0f} us [IQR {a['p25'] / 1000:.0f}-"
+            f"{a['p75'] / 1000:.0f}] ({a['n']} applies, during accesses)")
 
 
 def format_combined(results, markdown=False):
@@ -263,6 +280,9 @@ def format_combined(results, markdown=False):
                              f"system call and VFIO alone: {null['vfio_ns']:.0f} ns)")
                 line += "; "
             line += "no rules: no table (0 bytes); " + "; ".join(comp)
+            a = _applies(s)
+            if a:
+                line += f"; live apply: {a}"
             extra.append(line)
         return "\n".join(out + [""] + extra)
     w = max(len(r[0]) for r in rows) if rows else 10

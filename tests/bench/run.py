@@ -34,6 +34,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,9 +108,10 @@ class Scenario:
 
     def __init__(self, name, label, ops, nrules=0, action=None, audit=0,
                  last=False, mediator=False, mmap_rules=0, floor=False,
-                 expect=None, group="access", touch=False, listen=False):
+                 expect=None, group="access", touch=False, listen=False,
+                 applies=False):
         self.name, self.label, self.ops = name, label, ops
-        self.listen = listen
+        self.listen, self.applies = listen, applies
         self.nrules, self.action, self.audit = nrules, action, audit
         self.last, self.mediator, self.mmap_rules = last, mediator, mmap_rules
         self.floor = floor
@@ -177,6 +179,11 @@ SCENARIOS = [
              nrules=1024, action="pass", touch=True),
     Scenario("r1024last", "1024 rules, access on the last rule", READ_WRITE,
              nrules=1024, action="pass", last=True),
+    # The same while another CPU applies a change of one of the 1024
+    # rules live in a loop: each apply compiles and publishes a table
+    # under the accesses. The applies are timed too.
+    Scenario("applies", "1024 rules, pass, during live applies",
+             READ_WRITE, nrules=1024, action="pass", applies=True),
     Scenario("audit", "audit rule on the access", READ_WRITE, nrules=1,
              action="pass", audit=1),
     # The same with a netlink monitor listening: every access is an event
@@ -229,6 +236,49 @@ def round_roles(pair, k):
     return pair[k % 2], ((k + 1) // 2) % 2
 
 
+class Applier:
+    """Applies a change of one filler rule to the function on vfmediate
+    in a loop, from a thread of this process (vfbench runs pinned to
+    another CPU), and times each apply."""
+
+    def __init__(self, bdf):
+        dev = f"{vfm.DEVICES}/{bdf}"
+        self.rule = f"{dev}/regions/bar0/rules/f0000/audit"
+        self.apply = f"{dev}/apply"
+        self.generation = f"{dev}/generation"
+        self.stop = threading.Event()
+        self.ns = []
+        self.thread = threading.Thread(target=self.run)
+
+    def gen(self):
+        with open(self.generation) as f:
+            return f.read()
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            with open(self.rule, "w") as f:
+                f.write(str(i & 1))
+            before = self.gen()
+            t0 = time.monotonic_ns()
+            with open(self.apply, "w") as f:
+                f.write("1")
+            t = time.monotonic_ns() - t0
+            # Only applies that published a table: the device is closed
+            # while vfbench starts and ends, and an apply then waits.
+            if self.gen() != before:
+                self.ns.append(t)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def run_round(args, prof, scen, pair, k):
     """One round: bind, run one vfbench process per set of operations,
     return the results with A always the function bound to vfmediate
@@ -257,7 +307,12 @@ def run_round(args, prof, scen, pair, k):
             cmd += ["--touch",
                     f"{vfm.DEVICES}/{a}/regions/bar0/rules/target/audit"]
         cmd += [b, a] if pos else [a, b]
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        if scen.applies and not scen.floor:
+            with Applier(a) as ap:
+                p = subprocess.run(cmd, capture_output=True, text=True)
+            out.setdefault("apply_ns", []).extend(ap.ns)
+        else:
+            p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"{scen.name}: {' '.join(cmd)}: "
                                f"{p.stderr.strip()}")
@@ -345,6 +400,10 @@ def run_scenario(args, prof, scen, pair):
             if hits <= 0:
                 errors.append(f"{scen.name}: the {scen.action} rule "
                               "counted no hit")
+        if scen.applies:
+            n = sum(len(r.get("apply_ns", [])) for r in rounds)
+            if n <= 0:
+                errors.append(f"{scen.name}: no live apply ran")
         if listener:
             heard = stop_listener(listener)
             listener = None
