@@ -150,8 +150,8 @@ static bool vfm_vma_mappable(struct vfm_device *vd, struct vm_area_struct *vma,
 			     unsigned long addr, unsigned long size)
 {
 	const struct vfm_table *tbl;
-	bool ok = false;
 	u64 start;
+	bool ok;
 	u32 index;
 	int idx;
 
