@@ -103,6 +103,29 @@ def test_revoke_takes_only_the_ruled_page(edu_vfm):
             mm.close()
 
 
+def test_memory_toggle_keeps_a_revoked_page_away(edu_vfm):
+    """Disabling memory decoding zaps every mapping (vfio-pci-core); the
+    faults after it is enabled again map the other pages and still
+    refuse the ruled one."""
+    with Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
+        mm = dev.mmap(BAR0, 0, 3 * PAGE)
+        try:
+            assert probe(mm, MID) == EMPTY
+            v.add_rule("bar0", "mid", f"{MID:#x}-{MID + PAGE - 1:#x}",
+                       "deny")
+            assert apply(v, "revoke") is None, v.error
+            cmd = dev.config_read16(0x04)
+            dev.config_write16(0x04, cmd & ~0x2)
+            assert probe(mm, EDU_ID) == "SIGBUS"
+            dev.config_write16(0x04, cmd)
+            assert probe(mm, EDU_ID) == EDU_ID_VALUE
+            assert probe(mm, 2 * PAGE) == EMPTY
+            assert probe(mm, MID) == "SIGBUS"
+            assert mmio_read32(mm, EDU_ID) == EDU_ID_VALUE
+        finally:
+            mm.close()
+
+
 def test_revoke_reaches_a_forked_copy(edu_vfm):
     """The child's copy of the mapping, made before the revocation and
     faulted in, loses the page too; the parent has unmapped its own."""
