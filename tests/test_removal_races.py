@@ -39,7 +39,7 @@ import pytest
 import pci
 from budget import DEBUG_KERNEL
 from policy import vfs_online
-from vfm import DEVICES, Module, Vfm, purge
+from vfm import DEVICES, Module, Vfm, purge, write_attr
 
 VFM = "vfmediate"
 ITERS = int(os.environ.get("VFM_RACE_ITERS", "2" if DEBUG_KERNEL else "4"))
@@ -186,8 +186,13 @@ class Hammer:
         return word, kv
 
     def open(self):
-        self.send("open")
-        word, kv = self.reply()
+        """Open and hold; EINVAL (the churn's half-written rule refused
+        at open) is tried again."""
+        for _ in range(1000):
+            self.send("open")
+            word, kv = self.reply()
+            if kv["line"] != "open EINVAL":
+                break
         assert kv["line"] == "open ok", f"hammer {self.bdf}: {kv['line']}"
         self.held += 1
 
@@ -213,20 +218,32 @@ class Churn(threading.Thread):
     again; every third round the directory is removed and made again
     (with @mediator attached, when given, and detached before)."""
 
-    def __init__(self, bdfs, mediator=None, args=None):
+    def __init__(self, bdfs, mediator=None, args=None, allowed=CHURN_ERRORS):
         super().__init__(daemon=True)
         self.bdfs = bdfs
         self.mediator, self.args = mediator, args
+        self.allowed = allowed
         self.halt = threading.Event()
         self.rounds = 0
+        self.steps = 0
+        self.stepped = threading.Condition()
         self.unexpected = []
 
     def step(self, fn, *a):
         try:
             fn(*a)
         except OSError as e:
-            if e.errno not in CHURN_ERRORS:
+            if e.errno not in self.allowed:
                 self.unexpected.append(f"{fn.__name__}{a}: {e}")
+        with self.stepped:
+            self.steps += 1
+            self.stepped.notify_all()
+
+    def wait_step(self, steps):
+        """Wait until the churn has made a step after its @steps'th."""
+        with self.stepped:
+            self.stepped.wait_for(lambda: self.steps > steps or
+                                  not self.is_alive(), TIMEOUT)
 
     def round(self, bdf, far):
         d = f"{DEVICES}/{bdf}"
@@ -234,19 +251,19 @@ class Churn(threading.Thread):
         if not os.path.isdir(d):
             self.step(os.mkdir, d)
             if self.mediator:
-                self.step(sysfs_write, f"{d}/mediator", self.mediator)
+                self.step(write_attr, f"{d}/mediator", self.mediator)
                 if self.args:
-                    self.step(sysfs_write, f"{d}/mediator_args", self.args)
+                    self.step(write_attr, f"{d}/mediator_args", self.args)
         self.step(os.mkdir, rule)
-        self.step(sysfs_write, f"{rule}/range", f"{far:#x}+4")
-        self.step(sysfs_write, f"{rule}/action", "deny")
-        self.step(sysfs_write, f"{d}/apply", "1")
+        self.step(write_attr, f"{rule}/range", f"{far:#x}+4")
+        self.step(write_attr, f"{rule}/action", "deny")
+        self.step(write_attr, f"{d}/apply", "1")
         self.step(os.rmdir, rule)
-        self.step(sysfs_write, f"{d}/apply", "1")
+        self.step(write_attr, f"{d}/apply", "1")
         if self.rounds % 3 == 2:
             if self.mediator:
-                self.step(sysfs_write, f"{d}/mediator", "")
-                self.step(sysfs_write, f"{d}/apply", "1")
+                self.step(write_attr, f"{d}/mediator", "")
+                self.step(write_attr, f"{d}/apply", "1")
             self.step(os.rmdir, d)
 
     def run(self):
@@ -522,12 +539,19 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
             h.close_device()
         assert mod.unload() == 0 and not mod.loaded
 
-        churn = Churn([edu], mediator=name, args=args)
+        # ENOENT: the mediator went between its demand-load and the
+        # attach, or none is attached for the arguments
+        churn = Churn([edu], mediator=name, args=args,
+                      allowed=CHURN_ERRORS | {errno.ENOENT})
         h.send(f"loop {LOOP}")
         churn.start()
-        rounds = 3 * ITERS
-        outcomes = unload_until(
-            mod, lambda: churn.rounds >= rounds or not churn.is_alive())
+        outcomes = {}
+        # one rmmod racing each step of the churn, as long as it goes
+        while churn.rounds < 3 * ITERS and churn.is_alive():
+            steps = churn.steps
+            e = mod.unload()
+            outcomes[e] = outcomes.get(e, 0) + 1
+            churn.wait_step(steps)
         churn.stop()
         churn = None
         h.send("stop")

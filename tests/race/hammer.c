@@ -21,7 +21,9 @@
  *          being the accesses in flight when the request came.
  *   close  stop and close: "closed ...".
  *   loop K open, K accesses per thread, close, again, until "stop" or
- *          an open fails: "loop cycles=N reqs=N end=stop|ERRNO ...",
+ *          an open fails (but for EINVAL, a configuration refused as it
+ *          stands, 1000 times in a row): "loop cycles=N reqs=N
+ *          end=stop|ERRNO ...",
  *          reqs counting the cycles vfio asked for the device in.
  * "..." is "accesses=N errors=[ERRNO:N,...]". Exit at end of input.
  */
@@ -367,14 +369,21 @@ static void held(void)
 
 static void loop(unsigned long k)
 {
-	unsigned long cycles = 0, reqs = 0;
+	unsigned long cycles = 0, reqs = 0, refused = 0;
 	char line[64];
 	int err = 0;
 
 	while (!input_ready(0)) {
 		err = dev_open();
+		/*
+		 * EINVAL: the configuration is refused as it stands (a rule
+		 * the test is still writing): try again, a while.
+		 */
+		if (err == EINVAL && ++refused < 1000)
+			continue;
 		if (err)
 			break;
+		refused = 0;
 		start_threads();
 		wait_accesses(k);
 		reqs += req_fired();
