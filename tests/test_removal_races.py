@@ -48,6 +48,7 @@ THREADS = 3
 TIMEOUT = 120 if DEBUG_KERNEL else 60
 PAGE = 4096
 ENABLE_SRIOV = "/sys/module/vfmediate/parameters/enable_sriov"
+VF_TOKEN = "5a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d"
 MEDIATORS = {"audit": "regions=config", "nop": None, "devread": None,
              "regshadow": None}
 BUSY = (errno.EAGAIN, errno.EBUSY)
@@ -138,11 +139,16 @@ class Hammer:
     """tests/race/hammer.c on one device; see its comment for the
     commands. Tallies what it reports."""
 
-    def __init__(self, bdf, write_off=None):
+    def __init__(self, bdf, write_off=None, set_token=None, vf_token=None):
         self.bdf = bdf
-        args = [hammer_binary(), bdf, str(THREADS), hex(bar0_far(bdf))]
+        args = [hammer_binary()]
         if write_off is not None:
-            args.append(hex(write_off))
+            args += ["-w", hex(write_off)]
+        if set_token:
+            args += ["-s", set_token]
+        if vf_token:
+            args += ["-t", vf_token]
+        args += [bdf, str(THREADS), hex(bar0_far(bdf))]
         self.p = subprocess.Popen(args, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, bufsize=0)
         self.buf = b""
@@ -152,6 +158,7 @@ class Hammer:
         self.cycles = 0
         self.accesses = 0
         self.errors = {}
+        self.looping = False
 
     def send(self, cmd):
         self.p.stdin.write(cmd.encode() + b"\n")
@@ -195,6 +202,24 @@ class Hammer:
                 break
         assert kv["line"] == "open ok", f"hammer {self.bdf}: {kv['line']}"
         self.held += 1
+
+    def loop(self):
+        """Start open/close cycles; True once the first one has made its
+        accesses, False if the loop ended before (its line read)."""
+        self.send(f"loop {LOOP}")
+        word, kv = self.reply()
+        self.looping = word == "looping"
+        return self.looping
+
+    def stop(self):
+        """End the loop (if it has not ended): its closing line."""
+        self.send("stop")
+        if not self.looping:
+            return None
+        self.looping = False
+        word, kv = self.reply()
+        assert word == "loop", f"hammer {self.bdf}: {kv['line']}"
+        return kv
 
     def close_device(self):
         self.send("close")
@@ -315,7 +340,7 @@ def remove_while_busy(hammers, i, remove, after):
         if held:
             h.open()
         else:
-            h.send(f"loop {LOOP}")
+            assert h.loop(), f"hammer {h.bdf}: no open/close loop"
     t = blocking(remove)
     if held:
         for h in hammers:
@@ -324,9 +349,7 @@ def remove_while_busy(hammers, i, remove, after):
     wait(t, "removal")
     if not held:
         for h in hammers:
-            h.send("stop")
-            word, kv = h.reply()
-            assert word == "loop", (word, kv)
+            h.stop()
     after()
 
 
@@ -474,7 +497,8 @@ def test_pf_unbound_under_load(igb, baseline):
         sysfs_write(ENABLE_SRIOV, "1")
         vfs = bind_all()
         assert len(vfs) == 2 and all(pci.driver(v) == VFM for v in vfs)
-        hammers = [Hammer(b) for b in [pf] + vfs]
+        hammers = [Hammer(pf, set_token=VF_TOKEN)] + \
+            [Hammer(b, vf_token=VF_TOKEN) for b in vfs]
         churn = Churn([pf] + vfs)
         churn.start()
         for i in range(ITERS):
@@ -543,7 +567,7 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
         # attach, or none is attached for the arguments
         churn = Churn([edu], mediator=name, args=args,
                       allowed=CHURN_ERRORS | {errno.ENOENT})
-        h.send(f"loop {LOOP}")
+        assert h.loop()
         churn.start()
         outcomes = {}
         # one rmmod racing each step of the churn, as long as it goes
@@ -554,9 +578,8 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
             churn.wait_step(steps)
         churn.stop()
         churn = None
-        h.send("stop")
-        word, kv = h.reply()
-        assert word == "loop" and kv["end"] == "stop", kv["line"]
+        kv = h.stop()
+        assert kv and kv["end"] == "stop", f"the open/close loop ended: {kv}"
         h.close()
         assert set(outcomes) <= {0, errno.ENOENT, *BUSY}, \
             f"rmmod {mod.name}: {outcomes}"
@@ -612,13 +635,11 @@ def test_rmmod_vfmediate_during_open(edu, baseline):
 
         outcomes = {}
         for i in range(ITERS):
-            h.send(f"loop {LOOP}")
+            assert h.loop()
             for e, n in unload_until(core, lambda: not core.loaded).items():
                 outcomes[e] = outcomes.get(e, 0) + n
             assert pci.driver(edu) is None
-            h.send("stop")
-            word, kv = h.reply()
-            assert word == "loop", kv["line"]
+            h.stop()
             reload()
         h.close()
         assert set(outcomes) <= {0, *BUSY}, f"rmmod vfmediate: {outcomes}"

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * hammer BDF THREADS FAR [WRITE_OFF]: keep a VFIO device busy from
- * THREADS threads while the test removes, unbinds or unloads it
- * (tests/test_removal_races.py).
+ * hammer [-w WRITE_OFF] [-s UUID | -t UUID] BDF THREADS FAR: keep a VFIO
+ * device busy from THREADS threads while the test removes, unbinds or
+ * unloads it (tests/test_removal_races.py).
  *
  * The device is opened through its IOMMU group in a type1 container,
  * with an eventfd on its REQ interrupt (vfio asks the user for the
- * device through it when the device is being removed). The threads
+ * device through it when the device is being removed). -s: a PF, whose
+ * VF token is set to UUID at each open; -t: a VF of a PF bound to a
+ * vfio-pci-core driver, opened with that VF token. BAR0 is read once
+ * before the threads start: vfio-pci-core requests a BAR's region at
+ * its first access without a lock, so that two threads making the first
+ * access at once see one of them fail with EBUSY (upstream, as with
+ * vfio-pci; not what this program tests). The threads
  * access it in turns: pread of BAR0 at 0 and at FAR (a page the test
  * puts rules on) and pwrite of WRITE_OFF when given; pread of config
  * space and VFIO_DEVICE_GET_REGION_INFO; mmap of BAR0's first page,
@@ -20,9 +26,11 @@
  *          the device is closed and "req inflight=N ..." printed, N
  *          being the accesses in flight when the request came.
  *   close  stop and close: "closed ...".
- *   loop K open, K accesses per thread, close, again, until "stop" or
+ *   loop K "looping" once the first open has made its accesses, then:
+ *          open, K accesses per thread, close, again, until "stop" or
  *          an open fails (but for EINVAL, a configuration refused as it
- *          stands, 1000 times in a row): "loop cycles=N reqs=N
+ *          stands, or EACCES, a VF token not set yet, 1000 times in a
+ *          row): "loop cycles=N reqs=N
  *          end=stop|ERRNO ...",
  *          reqs counting the cycles vfio asked for the device in.
  * "..." is "accesses=N errors=[ERRNO:N,...]". Exit at end of input.
@@ -59,7 +67,7 @@ struct worker {
 	unsigned long n, quota;		/* under lock */
 };
 
-static const char *bdf;
+static const char *bdf, *set_token, *vf_token;
 static int nthreads;
 static uint64_t far_off;
 static long write_off = -1;
@@ -120,6 +128,25 @@ static int set_req(int fd, int efd)
 	return ioctl(fd, VFIO_DEVICE_SET_IRQS, s) < 0 ? errno : 0;
 }
 
+/* VFIO_DEVICE_FEATURE_PCI_VF_TOKEN with the UUID @uuid (36 characters). */
+static int set_vf_token(int fd, const char *uuid)
+{
+	char buf[sizeof(struct vfio_device_feature) + 16];
+	struct vfio_device_feature *f = (void *)buf;
+	unsigned int i;
+
+	f->argsz = sizeof(buf);
+	f->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN;
+	for (i = 0; i < 16; i++) {
+		while (*uuid == '-')
+			uuid++;
+		if (sscanf(uuid, "%2hhx", &f->data[i]) != 1)
+			return EINVAL;
+		uuid += 2;
+	}
+	return ioctl(fd, VFIO_DEVICE_FEATURE, f) < 0 ? errno : 0;
+}
+
 static void dev_close(void)
 {
 	if (d.fd >= 0)
@@ -138,6 +165,7 @@ static int dev_open(void)
 {
 	char link[256], path[PATH_MAX], *g;
 	struct vfio_group_status st = { .argsz = sizeof(st) };
+	uint32_t v;
 	ssize_t n;
 	int err;
 
@@ -162,7 +190,9 @@ static int dev_open(void)
 	if (ioctl(d.group, VFIO_GROUP_SET_CONTAINER, &d.container) < 0 ||
 	    ioctl(d.container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0)
 		goto fail;
-	d.fd = ioctl(d.group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	snprintf(path, sizeof(path), "%s%s%s", bdf, vf_token ? " vf_token=" : "",
+		 vf_token ? vf_token : "");
+	d.fd = ioctl(d.group, VFIO_GROUP_GET_DEVICE_FD, path);
 	if (d.fd < 0)
 		goto fail;
 	d.req = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -173,6 +203,10 @@ static int dev_open(void)
 		err = region(d.fd, VFIO_PCI_CONFIG_REGION_INDEX, &d.config, NULL);
 	if (!err)
 		err = set_req(d.fd, d.req);
+	if (!err && pread(d.fd, &v, sizeof(v), d.bar0) != sizeof(v))
+		err = errno;
+	if (!err && set_token)
+		err = set_vf_token(d.fd, set_token);
 	if (err) {
 		errno = err;
 		goto fail;
@@ -377,15 +411,18 @@ static void loop(unsigned long k)
 		err = dev_open();
 		/*
 		 * EINVAL: the configuration is refused as it stands (a rule
-		 * the test is still writing): try again, a while.
+		 * the test is still writing); EACCES: a VF whose PF has not
+		 * set the token yet since it was bound. Try again, a while.
 		 */
-		if (err == EINVAL && ++refused < 1000)
+		if ((err == EINVAL || err == EACCES) && ++refused < 1000)
 			continue;
 		if (err)
 			break;
 		refused = 0;
 		start_threads();
 		wait_accesses(k);
+		if (!cycles)
+			printf("looping\n");
 		reqs += req_fired();
 		stop_threads();
 		dev_close();
@@ -401,17 +438,21 @@ static void loop(unsigned long k)
 int main(int argc, char **argv)
 {
 	char line[64];
-	int err;
+	int err, opt;
 
-	if (argc < 4 || argc > 5) {
-		fprintf(stderr, "usage: hammer BDF THREADS FAR [WRITE_OFF]\n");
-		return 2;
+	while ((opt = getopt(argc, argv, "w:s:t:")) != -1) {
+		switch (opt) {
+		case 'w': write_off = strtol(optarg, NULL, 0); break;
+		case 's': set_token = optarg; break;
+		case 't': vf_token = optarg; break;
+		default: goto usage;
+		}
 	}
-	bdf = argv[1];
-	nthreads = atoi(argv[2]);
-	far_off = strtoull(argv[3], NULL, 0);
-	if (argc == 5)
-		write_off = strtol(argv[4], NULL, 0);
+	if (argc - optind != 3)
+		goto usage;
+	bdf = argv[optind];
+	nthreads = atoi(argv[optind + 1]);
+	far_off = strtoull(argv[optind + 2], NULL, 0);
 	if (nthreads < 1 || nthreads > MAX_THREADS) {
 		fprintf(stderr, "hammer: 1 to %d threads\n", MAX_THREADS);
 		return 2;
@@ -436,4 +477,7 @@ int main(int argc, char **argv)
 		}
 	}
 	return 0;
+usage:
+	fprintf(stderr, "usage: hammer [-w OFF] [-s UUID | -t UUID] BDF THREADS FAR\n");
+	return 2;
 }
