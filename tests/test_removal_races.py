@@ -23,8 +23,9 @@ module reference counts it began with and (conftest) a clean kernel log.
 The guest is left as found: VF counts, bindings, no configfs directory,
 the same modules loaded.
 
-VFM_RACE_ITERS=N sets the number of removals per scenario (default 4,
-2 under the debug kernel); VFM_RACE_LOOP=K the accesses per thread of
+VFM_RACE_ITERS=N sets the number of removals per scenario (default 3,
+2 under the debug kernel; the mediator unload scenarios run 2N rounds
+of configfs changes); VFM_RACE_LOOP=K the accesses per thread of
 each open/close cycle (default 4).
 """
 import errno
@@ -42,7 +43,7 @@ from policy import vfs_online
 from vfm import DEVICES, Module, Vfm, purge, write_attr
 
 VFM = "vfmediate"
-ITERS = int(os.environ.get("VFM_RACE_ITERS", "2" if DEBUG_KERNEL else "4"))
+ITERS = int(os.environ.get("VFM_RACE_ITERS", "2" if DEBUG_KERNEL else "3"))
 LOOP = int(os.environ.get("VFM_RACE_LOOP", "4"))
 THREADS = 3
 TIMEOUT = 120 if DEBUG_KERNEL else 60
@@ -159,6 +160,8 @@ class Hammer:
         self.accesses = 0
         self.errors = {}
         self.looping = False
+        self.loops = 0          # open/close loops started
+        self.vanished = 0       # ... that the device vanished under
 
     def send(self, cmd):
         self.p.stdin.write(cmd.encode() + b"\n")
@@ -209,6 +212,7 @@ class Hammer:
         self.send(f"loop {LOOP}")
         word, kv = self.reply()
         self.looping = word == "looping"
+        self.loops += 1
         return self.looping
 
     def stop(self):
@@ -219,6 +223,7 @@ class Hammer:
         self.looping = False
         word, kv = self.reply()
         assert word == "loop", f"hammer {self.bdf}: {kv['line']}"
+        self.vanished += kv["end"] != "stop"
         return kv
 
     def close_device(self):
@@ -341,19 +346,40 @@ def remove_while_busy(hammers, i, remove, after):
             h.open()
         else:
             assert h.loop(), f"hammer {h.bdf}: no open/close loop"
+    t0 = time.monotonic()
     t = blocking(remove)
     if held:
         for h in hammers:
             word, kv = h.reply(during=t)
             assert word == "req", f"{h.bdf}: removed without a request: {kv['line']}"
     wait(t, "removal")
+    t1 = time.monotonic()
     if not held:
         for h in hammers:
             h.stop()
     after()
+    if os.environ.get("VFM_RACE_TIMES"):
+        print(f"round {i}: removal {t1 - t0:.2f} s, "
+              f"back {time.monotonic() - t1:.2f} s")
+
+
+def report(what, hammers=(), churn=None, **counts):
+    """One line of figures for the log (pytest -s shows it)."""
+    parts = [f"{h.bdf}: held={h.held} requests={h.reqs} "
+             f"overlapped={h.overlapped} loops={h.loops} "
+             f"vanished={h.vanished} cycles={h.cycles} "
+             f"accesses={h.accesses} errors={h.errors}" for h in hammers]
+    if churn:
+        parts.append(f"churn rounds={churn.rounds} steps={churn.steps}")
+    parts += [f"{k}={v}" for k, v in counts.items()]
+    print(f"\n{what}: iterations={ITERS}; " + "; ".join(parts))
 
 
 def check_overlap(hammers):
+    """Every removal of a held device asked for it, some with accesses in
+    flight; some open/close loop saw its device vanish."""
+    assert sum(h.vanished for h in hammers) > 0 or ITERS < 2, \
+        "no open/close loop was running when its device went"
     for h in hammers:
         assert h.reqs >= h.held, f"{h.bdf}: {h.held} held, {h.reqs} requests"
         assert h.overlapped > 0, \
@@ -404,9 +430,10 @@ def test_vfs_removed_under_load(nvme_vfs, baseline):
         for i in range(ITERS):
             remove_while_busy(hammers, i, remove, bind_all)
         churn.stop()
-        churn = None
         for h in hammers:
             h.close()
+        report("sriov_numvfs=0", hammers, churn)
+        churn = None
         check_overlap(hammers)
     finally:
         if churn:
@@ -446,8 +473,9 @@ def test_remove_and_rescan_under_load(edu, baseline):
         for i in range(ITERS):
             remove_while_busy([h], i, remove, rescan)
         churn.stop()
-        churn = None
         h.close()
+        report("remove+rescan", [h], churn)
+        churn = None
         check_overlap([h])
     finally:
         if churn:
@@ -504,9 +532,10 @@ def test_pf_unbound_under_load(igb, baseline):
         for i in range(ITERS):
             remove_while_busy(hammers, i, unbind, bind_all)
         churn.stop()
-        churn = None
         for h in hammers:
             h.close()
+        report("PF unbind", hammers, churn)
+        churn = None
         check_overlap(hammers)
     finally:
         if churn:
@@ -571,16 +600,17 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
         churn.start()
         outcomes = {}
         # one rmmod racing each step of the churn, as long as it goes
-        while churn.rounds < 3 * ITERS and churn.is_alive():
+        while churn.rounds < 2 * ITERS and churn.is_alive():
             steps = churn.steps
             e = mod.unload()
             outcomes[e] = outcomes.get(e, 0) + 1
             churn.wait_step(steps)
         churn.stop()
-        churn = None
         kv = h.stop()
         assert kv and kv["end"] == "stop", f"the open/close loop ended: {kv}"
         h.close()
+        report(f"rmmod {mod.name}", [h], churn, rmmod=outcomes)
+        churn = None
         assert set(outcomes) <= {0, errno.ENOENT, *BUSY}, \
             f"rmmod {mod.name}: {outcomes}"
         assert outcomes.get(0, 0) > 0 and \
@@ -642,6 +672,7 @@ def test_rmmod_vfmediate_during_open(edu, baseline):
             h.stop()
             reload()
         h.close()
+        report("rmmod vfmediate", [h], rmmod=outcomes)
         assert set(outcomes) <= {0, *BUSY}, f"rmmod vfmediate: {outcomes}"
         assert outcomes[0] == ITERS
         assert sum(outcomes.get(e, 0) for e in BUSY) > 0, \
