@@ -492,13 +492,10 @@ def test_remove_and_rescan_under_load(edu, baseline):
 # -- a PF unbound under its open VFs -------------------------------------------
 
 
-def _reload_vfio_pci(*params):
-    subprocess.run(["modprobe", "-r", "vfio-pci"], check=True,
-                   capture_output=True)
-    subprocess.run(["modprobe", "vfio-pci", *params], check=True,
-                   capture_output=True)
-
-
+@pytest.mark.skipif(DEBUG_KERNEL, reason=(
+    "lockdep: vfio-pci-core's sriov_configure takes a new VF's device set "
+    "lock under the PF's memory_lock, its runtime resume the reverse (any "
+    "earlier open records that); upstream's, as with vfio-pci"))
 def test_pf_unbound_under_load(igb, baseline):
     """igb's PF bound to vfmediate with two VFs (bound to vfmediate by
     the driver_override vfio-pci-core gives them); the PF unbound while
@@ -509,10 +506,6 @@ def test_pf_unbound_under_load(igb, baseline):
     with open(ENABLE_SRIOV) as f:
         old_param = f.read().strip()
     hammers, churn = [], None
-    if DEBUG_KERNEL:
-        # As tests/test_mediator_api.py's pf_on_vfmediate: keep
-        # vfio-pci-core's own runtime-PM lock order out of lockdep's way.
-        _reload_vfio_pci("disable_idle_d3=1")
 
     def bind_all():
         pci.bind(pf, VFM)
@@ -549,8 +542,6 @@ def test_pf_unbound_under_load(igb, baseline):
         sysfs_write(ENABLE_SRIOV, "1" if old_param in ("Y", "1") else "0")
         for b in [pf] + pci.vfs(pf):
             purge(b)
-        if DEBUG_KERNEL:
-            _reload_vfio_pci()
         if drv:
             pci.bind(pf, drv)
             pci.set_override(pf, None)
