@@ -346,21 +346,16 @@ def remove_while_busy(hammers, i, remove, after):
             h.open()
         else:
             assert h.loop(), f"hammer {h.bdf}: no open/close loop"
-    t0 = time.monotonic()
     t = blocking(remove)
     if held:
         for h in hammers:
             word, kv = h.reply(during=t)
             assert word == "req", f"{h.bdf}: removed without a request: {kv['line']}"
     wait(t, "removal")
-    t1 = time.monotonic()
     if not held:
         for h in hammers:
             h.stop()
     after()
-    if os.environ.get("VFM_RACE_TIMES"):
-        print(f"round {i}: removal {t1 - t0:.2f} s, "
-              f"back {time.monotonic() - t1:.2f} s")
 
 
 def report(what, hammers=(), churn=None, **counts):
