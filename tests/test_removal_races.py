@@ -500,6 +500,8 @@ def test_pf_unbound_under_load(igb, baseline):
     drv = pci.driver(pf)
     with open(ENABLE_SRIOV) as f:
         old_param = f.read().strip()
+    with open(pci.dev_path(pf, "sriov_drivers_autoprobe")) as f:
+        autoprobe = f.read().strip()
     hammers, churn = [], None
 
     def bind_all():
@@ -534,6 +536,7 @@ def test_pf_unbound_under_load(igb, baseline):
         if pci.driver(pf) == VFM:
             pci.sriov_set_numvfs(pf, 0)
         pci.restore(pf)
+        sysfs_write(pci.dev_path(pf, "sriov_drivers_autoprobe"), autoprobe)
         sysfs_write(ENABLE_SRIOV, "1" if old_param in ("Y", "1") else "0")
         for b in [pf] + pci.vfs(pf):
             purge(b)
