@@ -50,8 +50,10 @@ TIMEOUT = 120 if DEBUG_KERNEL else 60
 PAGE = 4096
 ENABLE_SRIOV = "/sys/module/vfmediate/parameters/enable_sriov"
 VF_TOKEN = "5a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d"
+# kmod/mediators/ that can be attached, with their arguments (None: a
+# window on BAR0's last page).
 MEDIATORS = {"audit": "regions=config", "nop": None, "devread": None,
-             "regshadow": None}
+             "regshadow": None, "ondemand": None}
 BUSY = (errno.EAGAIN, errno.EBUSY)
 # What the hammer's accesses may fail with: EACCES from the churn's deny
 # rule (applied live); nothing else.
@@ -244,8 +246,8 @@ class Hammer:
 
 class Churn(threading.Thread):
     """Changes the configfs directories of @bdfs until stopped: a deny
-    rule on BAR0's last page made and applied live, removed and applied
-    again; every third round the directory is removed and made again
+    rule on BAR0's last page made and applied live (apply "revoke": the
+    hammer maps only the first page), removed and applied again; every third round the directory is removed and made again
     (with @mediator attached, when given, and detached before)."""
 
     def __init__(self, bdfs, mediator=None, args=None, allowed=CHURN_ERRORS):
@@ -287,7 +289,7 @@ class Churn(threading.Thread):
         self.step(os.mkdir, rule)
         self.step(write_attr, f"{rule}/range", f"{far:#x}+4")
         self.step(write_attr, f"{rule}/action", "deny")
-        self.step(write_attr, f"{d}/apply", "1")
+        self.step(write_attr, f"{d}/apply", "revoke")
         self.step(os.rmdir, rule)
         self.step(write_attr, f"{d}/apply", "1")
         if self.rounds % 3 == 2:
@@ -572,7 +574,7 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
     h, churn = None, None
     try:
         pci.bind(edu, VFM)
-        args = MEDIATORS[name] or f"bar=0,range={bar0_far(edu):#x}+4"
+        args = MEDIATORS[name] or f"bar=0,range={bar0_far(edu):#x}+8"
         h = Hammer(edu, write_off=0x04)
         with Vfm(edu, mediator=name, args=args):
             assert mod.unload() in BUSY
