@@ -25,7 +25,7 @@ the same modules loaded.
 
 VFM_RACE_ITERS=N sets the number of removals per scenario (default 3,
 2 under the debug kernel; the mediator unload scenarios run 2N rounds
-of configfs changes); VFM_RACE_LOOP=K the accesses per thread of
+of configfs changes, more until an rmmod racing them succeeded); VFM_RACE_LOOP=K the accesses per thread of
 each open/close cycle (default 4).
 """
 import errno
@@ -590,8 +590,11 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
         assert h.loop()
         churn.start()
         outcomes = {}
-        # one rmmod racing each step of the churn, as long as it goes
-        while churn.rounds < 2 * ITERS and churn.is_alive():
+        # one rmmod racing each step of the churn, for 2N rounds and
+        # until one has been done (up to 20N rounds: a window without
+        # the mediator opens only when the churn detaches it)
+        while churn.is_alive() and churn.rounds < 20 * ITERS and \
+                (churn.rounds < 2 * ITERS or not outcomes.get(0)):
             steps = churn.steps
             e = mod.unload()
             outcomes[e] = outcomes.get(e, 0) + 1
