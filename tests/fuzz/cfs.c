@@ -161,9 +161,12 @@ static const char *pick(struct rng *r, const char *const *v, unsigned int n)
 	static const char *const _v[] = { __VA_ARGS__ }; \
 	pick(r, _v, sizeof(_v) / sizeof(_v[0])); })
 
+/* Mostly the regions edu has (bar0, config): rules elsewhere never apply. */
 static unsigned int pick_region(struct rng *r)
 {
-	static const unsigned int w[] = { 0, 0, 0, 0, 7, 7, 6, 1, 2, 8 };
+	static const unsigned int w[] = {
+		0, 0, 0, 0, 0, 0, 7, 7, 7, 0, 0, 7, 7, 6, 1, 2, 8,
+	};
 
 	return w[below(r, sizeof(w) / sizeof(w[0]))];
 }
@@ -226,6 +229,28 @@ static int rule_attr(struct rng *r)
 	return cfs_write(rel, val);
 }
 
+/*
+ * A rule made whole at once, most of the time: a rule without a range
+ * fails every apply and open (failing closed), which would leave live
+ * apply little to do.
+ */
+static int new_rule(struct rng *r)
+{
+	unsigned int reg = pick_region(r), n = below(r, 6);
+	char rel[256], val[128];
+	int err;
+
+	snprintf(rel, sizeof(rel), "regions/%s/rules/r%u", regions[reg], n);
+	err = cfs_mkdir(rel);
+	if (err || chance(r, 20))
+		return err;
+	pick_range(r, reg, val, sizeof(val));
+	snprintf(rel, sizeof(rel), "regions/%s/rules/r%u/range", regions[reg], n);
+	cfs_write(rel, val);
+	snprintf(rel, sizeof(rel), "regions/%s/rules/r%u/action", regions[reg], n);
+	return cfs_write(rel, PICK(r, "pass", "trap", "ro", "deny", "ignore"));
+}
+
 static int read_something(struct rng *r)
 {
 	char rel[256], buf[4096];
@@ -248,9 +273,7 @@ static void cfs_step(struct rng *r, struct stats *st)
 	int err;
 
 	if (k < 20) {
-		snprintf(rel, sizeof(rel), "regions/%s/rules/r%u",
-			 regions[pick_region(r)], (unsigned int)below(r, 6));
-		err = cfs_mkdir(rel);
+		err = new_rule(r);
 	} else if (k < 55) {
 		err = rule_attr(r);
 	} else if (k < 65) {
@@ -310,6 +333,8 @@ void reopen_epoch(struct rng *r, struct stats *st)
 		}
 		read_sentinel(fd, r, st);
 		close(fd);
+		/* an open costs little: leave the calls to the others */
+		usleep(2000);
 		if (chance(r, 20) && !cfs_read("state", state, sizeof(state)) &&
 		    strcmp(state, "open\n"))
 			wrong("state reads \"%.*s\" while the device is open",

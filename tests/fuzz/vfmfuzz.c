@@ -326,6 +326,15 @@ static void start_epoch(struct rng *r, struct stats *st)
 		memset(fz.ep.s, 0, sizeof(fz.ep.s));
 	}
 opened:
+	/*
+	 * vfio-pci-core maps a BAR at its first access after an open, without
+	 * a lock: two first accesses at once make the second fail with EBUSY
+	 * (vfio_pci_core_setup_barmap() requests the region twice), under
+	 * vfio-pci as under vfmediate. Make the first access here. (0x00 is
+	 * no sentinel's: no guard covers it.)
+	 */
+	if (rd32(0) != EDU_ID_VALUE)
+		wrong("edu's ID register reads 0x%08x at the epoch's open", rd32(0));
 	atomic_store(&fz.ep.reset_seen, false);
 	atomic_store(&fz.stop_epoch, false);
 }
