@@ -141,6 +141,9 @@ static void pick_range(struct rng *r, unsigned int reg, char *buf, size_t n)
 		size = lo + 0x10000;	/* a region it lacks: ERANGE */
 	start = lo + below(r, size - lo);
 	len = chance(r, 50) ? below(r, 16) + 1 : below(r, 0x2000) + 1;
+	if (reg == VFIO_PCI_CONFIG_REGION_INDEX && fz.ep.cls.on &&
+	    start <= CFG_CLS && start + len > CFG_CLS)
+		start = CFG_CLS + 1;
 	if (reg == VFIO_PCI_CONFIG_REGION_INDEX && fz.ep.msi_guard &&
 	    start < fz.msi_cap + MSI_CAP_LEN && start + len > fz.msi_cap)
 		start = fz.msi_cap + MSI_CAP_LEN;
@@ -333,6 +336,7 @@ void reopen_epoch(struct rng *r, struct stats *st)
 		}
 		read_sentinel(fd, r, st);
 		close(fd);
+		check_cls();
 		/* an open costs little: leave the calls to the others */
 		usleep(2000);
 		if (chance(r, 20) && !cfs_read("state", state, sizeof(state)) &&

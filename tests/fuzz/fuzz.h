@@ -53,6 +53,7 @@ void rng_seed(struct rng *r, uint64_t seed, uint64_t epoch, uint64_t who);
 #define ZONE_END	0x100
 #define NSENT		4
 #define EDU_ID_VALUE	0x010000edu
+#define CFG_CLS		0x0c	/* cache line size */
 
 enum role { FREE, GUARD, WITNESS };
 enum action { A_RO, A_DENY, A_IGNORE };
@@ -73,6 +74,17 @@ struct epoch {
 	bool guarded;		/* some sentinel has a guard */
 	bool bar_write_rule;	/* a guard refuses or drops writes: no ioeventfd */
 	bool msi_guard;		/* a ro/deny/ignore rule on edu's MSI capability */
+	/*
+	 * A guard on config space's cache line size, a byte vfio-pci-core
+	 * writes through to the device: checked on the device itself, from
+	 * sysfs, a path no rule covers, while the epoch runs and at its end.
+	 */
+	struct {
+		bool on;
+		enum action action;
+		bool reads;
+		uint8_t v0;
+	} cls;
 	struct sentinel s[NSENT];
 	atomic_bool reset_seen;	/* a reset succeeded in this epoch */
 };
@@ -123,6 +135,9 @@ struct stats {
 	struct tally t[NOPS];
 };
 
+/* The device's cache line size as sysfs reads it; checked if guarded. */
+uint8_t sysfs_cls(void);
+void check_cls(void);
 /* ops.c: one fuzz thread's epoch; returns at stop_epoch. */
 void fuzz_epoch(struct rng *r, struct stats *st, unsigned int who);
 /* A sentinel read through @fd, checked (the open/close thread's fds). */

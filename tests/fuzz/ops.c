@@ -293,6 +293,33 @@ static void check_sentinel_read(const struct access *a, ssize_t n,
 	}
 }
 
+/*
+ * An access over the guarded cache line size byte. Other random rules
+ * may cover the rest of config space, so only what the guard alone
+ * decides is checked: a refusal, or a zero read.
+ */
+static void check_cls_access(const struct access *a, ssize_t n, int err,
+			     const uint8_t *buf, bool iswrite)
+{
+	enum action act = fz.ep.cls.action;
+	bool refuse;
+
+	if (!fz.ep.cls.on || a->index != VFIO_PCI_CONFIG_REGION_INDEX ||
+	    a->off > CFG_CLS || a->off + a->len <= CFG_CLS)
+		return;
+	refuse = iswrite ? act != A_IGNORE : act == A_DENY && fz.ep.cls.reads;
+	if (refuse && (n >= 0 || (err != EACCES && err != EPERM && err != EINVAL) ||
+		       (err == EPERM && act == A_DENY)))
+		wrong("%s of guarded config byte 0x%x (off 0x%llx len 0x%llx): %zd %s",
+		      iswrite ? "write" : "read", CFG_CLS,
+		      (unsigned long long)a->off, (unsigned long long)a->len,
+		      n, errname(err));
+	if (!iswrite && act == A_IGNORE && fz.ep.cls.reads &&
+	    n > (ssize_t)(CFG_CLS - a->off) && buf[CFG_CLS - a->off])
+		wrong("ignored config byte 0x%x reads 0x%02x", CFG_CLS,
+		      buf[CFG_CLS - a->off]);
+}
+
 static void check_read(const struct access *a, ssize_t n, int err,
 		const uint8_t *buf)
 {
@@ -300,6 +327,7 @@ static void check_read(const struct access *a, ssize_t n, int err,
 	uint64_t b;
 
 	check_region_bounds(a, n, "read");
+	check_cls_access(a, n, err, buf, false);
 	judge(a, &v);
 	if (v.deny_r) {
 		if (n >= 0 || (err != EACCES && (v.in_zone || err != EINVAL)))
@@ -338,6 +366,7 @@ static void check_write(const struct access *a, ssize_t n, int err)
 	int want;
 
 	check_region_bounds(a, n, "write");
+	check_cls_access(a, n, err, NULL, true);
 	judge(a, &v);
 	if (v.deny_w || v.ro_w) {
 		want = v.deny_w ? EACCES : EPERM;

@@ -13,7 +13,10 @@
  * epoch: a guard (a rule with action ro, deny or ignore, access w or rw,
  * over its 4 or 8 bytes), a witness (no rule; written only by writes that
  * also touch a ro or deny byte) or free; maybe a guard on the MSI
- * capability; random other rules and a mediator. It opens the device
+ * capability, maybe one on config space's cache line size (a byte
+ * vfio-pci-core writes through to the device: the open/close thread
+ * reads the device's own value from sysfs, a path no rule covers, all
+ * along); random other rules and a mediator. It opens the device
  * (which compiles the table) and lets go:
  *
  *   - THREADS fuzz threads: pread/pwrite at random places and sizes
@@ -174,6 +177,32 @@ static void set_sentinels(struct rng *r)
 	}
 }
 
+uint8_t sysfs_cls(void)
+{
+	char path[300];
+	uint8_t v;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", fz.bdf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pread(fd, &v, 1, CFG_CLS) != 1)
+		die(path);
+	close(fd);
+	return v;
+}
+
+void check_cls(void)
+{
+	uint8_t v;
+
+	if (!fz.ep.cls.on)
+		return;
+	v = sysfs_cls();
+	if (v != fz.ep.cls.v0)
+		wrong("guarded config byte 0x%x changed on the device: 0x%02x, set to 0x%02x",
+		      CFG_CLS, v, fz.ep.cls.v0);
+}
+
 /*
  * What VFIO_DEVICE_RESET does to the sentinels: nothing (the emulated
  * edu keeps them), or their reset values.
@@ -257,6 +286,9 @@ static void pick_roles(struct rng *r)
 		ep->bar_write_rule = true;
 	}
 	ep->msi_guard = fz.msi_cap && chance(r, 30);
+	ep->cls.on = chance(r, 50);
+	ep->cls.action = below(r, 3);
+	ep->cls.reads = chance(r, 50);
 }
 
 static void write_guards(struct rng *r)
@@ -273,6 +305,10 @@ static void write_guards(struct rng *r)
 		write_rule("bar0", name, s->off, s->len, s->reads ? "rw" : "w",
 			   action_names[s->action]);
 	}
+	if (fz.ep.cls.on)
+		write_rule("config", "clsg", CFG_CLS, 1,
+			   fz.ep.cls.reads ? "rw" : "w",
+			   action_names[fz.ep.cls.action]);
 	if (fz.ep.msi_guard)
 		write_rule("config", "msig", fz.msi_cap + below(r, 10),
 			   below(r, 4) + 1, "w", action_names[below(r, 3)]);
@@ -294,6 +330,9 @@ static void describe_epoch(void)
 			printf("(%s,%s,%u)", action_names[s->action],
 			       s->reads ? "rw" : "w", s->len);
 	}
+	if (fz.ep.cls.on)
+		printf(" cls=guard(%s,%s)", action_names[fz.ep.cls.action],
+		       fz.ep.cls.reads ? "rw" : "w");
 	printf("%s\n", fz.ep.msi_guard ? " msi=guard" : "");
 	fflush(stdout);
 }
@@ -324,6 +363,7 @@ static void start_epoch(struct rng *r, struct stats *st)
 			die("open without rules");
 		pick_roles(r);
 		memset(fz.ep.s, 0, sizeof(fz.ep.s));
+		fz.ep.cls.on = fz.ep.msi_guard = false;
 	}
 opened:
 	/*
@@ -335,6 +375,11 @@ opened:
 	 */
 	if (rd32(0) != EDU_ID_VALUE)
 		wrong("edu's ID register reads 0x%08x at the epoch's open", rd32(0));
+	/*
+	 * Not a value of ours: vfio-pci-core restores config space at each
+	 * close to what it was at the open.
+	 */
+	fz.ep.cls.v0 = sysfs_cls();
 	atomic_store(&fz.ep.reset_seen, false);
 	atomic_store(&fz.stop_epoch, false);
 }
@@ -345,6 +390,8 @@ static void end_epoch(struct rng *r, struct stats *st)
 	unsigned int i;
 	int err;
 
+	/* before the close: it restores config space to the open's */
+	check_cls();
 	if (chance(r, 50)) {
 		cfs_purge();
 		err = cfs_write("apply", "1");
@@ -424,6 +471,10 @@ static void run(struct thread *th, unsigned int nth, struct stats *st)
 		pthread_barrier_wait(&fz.end);
 		end_epoch(&r, st);
 		fz.ep.n++;
+		if (atomic_load(&fz.calls) / 100000 != mark / 100000)
+			printf("progress: calls=%lu epochs=%lu seconds=%.0f wrong=%lu\n",
+			       atomic_load(&fz.calls), fz.ep.n, elapsed(),
+			       atomic_load(&fz.wrong));
 	}
 	pthread_barrier_wait(&fz.start);	/* releases them to exit */
 	while (nth--)
