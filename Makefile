@@ -12,6 +12,12 @@
 #                   test guest (README, "Demo")
 #   make bench      measure vfmediate against stock vfio-pci in a test guest
 #                   on every supported kernel (README, "Performance")
+#   make fuzz       the uAPI fuzzer (tests/fuzz/) for long, in a test guest
+#                   per kernel, one after the other: N=1000000 calls per
+#                   kernel by default (a tenth on the debug kernel), a new
+#                   seed each run unless SEED=; the kernel log checked as
+#                   in make check (README, "Fuzzing"); make check runs a
+#                   short slice of it with a fixed seed (tests/test_fuzz.py)
 #   make debug-kernel  build (if stale) and install the debug kernel
 #   make check-debug   the guest suite on the debug kernel only
 #   make install    modules (kbuild modules_install, for KVER or the
@@ -113,6 +119,14 @@ bench: deps
 
 bench-kernels:
 	@tests/bench/bench -- $(if $(KVER),$(KVER),$(filter-out %-vfm-debug %-rt-amd64,$(KERNELS)))
+
+# README's "Fuzzing": tests/fuzz/run-fuzz per kernel, one guest at a time.
+N ?= 1000000
+SEED ?=
+.PHONY: fuzz
+fuzz: deps
+	@tests/fuzz/run-fuzz -n $(N) $(if $(SEED),-s $(SEED)) $(KERNELS) \
+		$(if $(KVER),,$$(tests/vm/kernels --debug))
 
 # The last run's table (build/bench/table.md) into README's Performance.
 .PHONY: bench-readme

@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The uAPI fuzzer's bounded slice (issue 16, item 2): tests/fuzz/vfmfuzz
+against edu bound to vfmediate, with a fixed seed and a call budget, as
+part of every kernel's suite. ``make fuzz`` runs the same test for long
+(tests/fuzz/run-fuzz), through these environment variables:
+
+- VFM_FUZZ_CALLS: the call budget (default: the slice's, a fifth of it
+  on the debug kernel);
+- VFM_FUZZ_SECONDS: a time limit as well (default: the slice's);
+- VFM_FUZZ_SEED: the seed (default: the slice's fixed one), to replay a
+  run that found something;
+- VFM_FUZZ_THREADS: fuzz threads (default 3).
+
+The fuzzer checks every result whose outcome the documentation defines
+(see tests/fuzz/vfmfuzz.c) and prints a line per wrong result; the test
+fails on any, on a fuzzer that could not run, and (conftest) on any
+splat in the kernel log.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+import pci
+import vfm
+from budget import DEBUG_KERNEL, scaled
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "fuzz")
+COMMON = os.path.join(HERE, "attack", "common.c")
+HOST_BUILT = os.path.join(HERE, "..", "build", "fuzz", "vfmfuzz")
+
+# The slice: 60,000 calls, 12,000 on the debug kernel (about 20 s and
+# 40 s on an idle machine); the time limit caps it on a loaded one.
+SEED = int(os.environ.get("VFM_FUZZ_SEED", "0x16f022"), 0)
+CALLS = int(os.environ.get("VFM_FUZZ_CALLS", scaled(60000)))
+SECONDS = int(os.environ.get("VFM_FUZZ_SECONDS", 70 if DEBUG_KERNEL else 40))
+THREADS = int(os.environ.get("VFM_FUZZ_THREADS", 3))
+# Calls the slice must at least make: a fuzzer that stops early (a hang
+# broken by the time limit, a crash) tests nothing.
+MIN_CALLS = int(os.environ.get("VFM_FUZZ_MIN_CALLS", min(CALLS, 2000)))
+
+pytestmark = pytest.mark.usefixtures("no_config_left")
+
+
+@pytest.fixture(scope="module")
+def fuzzer():
+    """vfmfuzz, built on the host by tests/run-suite (when newer than its
+    sources) or here."""
+    out = tempfile.mkdtemp(prefix="vfm-fuzz-")
+    exe = os.path.join(out, "vfmfuzz")
+    sources = [os.path.join(SRC, f) for f in sorted(os.listdir(SRC))
+               if f.endswith((".c", ".h"))]
+    newest = max(os.path.getmtime(f) for f in sources + [COMMON])
+    if os.path.exists(HOST_BUILT) and os.path.getmtime(HOST_BUILT) >= newest:
+        shutil.copy(HOST_BUILT, exe)
+    else:
+        p = subprocess.run(
+            ["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", exe]
+            + [f for f in sources if f.endswith(".c")] + [COMMON],
+            capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    yield exe
+    shutil.rmtree(out)
+
+
+def _result(out):
+    m = re.search(r"^result: (.*)$", out, re.M)
+    assert m, f"the fuzzer printed no result line:\n{out}"
+    return {k: v for k, _, v in (w.partition("=") for w in m[1].split())}
+
+
+def test_fuzz_edu(fuzzer, edu_vfm):
+    """Random uAPI calls and configfs changes on edu; no wrong result."""
+    group = f"/dev/vfio/{pci.iommu_group(edu_vfm)}"
+    before = vfm.mediators()
+    cmd = [fuzzer, "-s", hex(SEED), "-n", str(CALLS), "-t", str(SECONDS),
+           "-j", str(THREADS), group, edu_vfm]
+    print("running:", " ".join(cmd), flush=True)
+    # its lines as they come: make fuzz runs for long
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    # a hang (past its own time limit) fails the test, not the guest
+    watchdog = threading.Timer(SECONDS + 600, p.kill) if SECONDS else None
+    if watchdog:
+        watchdog.start()
+    lines = []
+    for line in p.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    rc = p.wait()
+    if watchdog:
+        watchdog.cancel()
+    out = "".join(lines)
+    res = _result(out)
+    assert rc == 0 and res["wrong"] == "0", out
+    assert int(res["calls"]) >= MIN_CALLS, out
+    assert int(res["epochs"]) >= 1, out
+    # the mediators it attached are detached again: none has users
+    for name in vfm.mediators():
+        assert vfm.read_attr(f"{vfm.MEDIATORS}/{name}/users") == "0", \
+            (name, before)
