@@ -216,11 +216,37 @@ static int vfm_mmap(struct vfio_device *core_vdev, struct vm_area_struct *vma)
  * the device past the table) and SET_IRQS (which programs the MSI and
  * MSI-X capabilities) depend on the table.
  */
+/*
+ * vfio-pci-core (to 6.12 at least) takes VFIO_DEVICE_IOEVENTFD's offset
+ * as a signed loff_t: with bit 63 set, its BAR index is negative, passes
+ * its "bar > 5" check and indexes pdev->resource[] out of bounds (an
+ * Oops any VFIO user can cause). Refuse that offset here, on a copy:
+ * vfio-pci-core reads the argument again, so a thread racing that second
+ * read can still reach the bug; only a fix there closes it.
+ */
+static int vfm_ioeventfd_offset_check(unsigned long arg)
+{
+	struct vfio_device_ioeventfd e;
+	size_t minsz = offsetofend(struct vfio_device_ioeventfd, offset);
+
+	if (copy_from_user(&e, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (VFIO_PCI_OFFSET_TO_INDEX(e.offset) > VFIO_PCI_BAR5_REGION_INDEX)
+		return -EINVAL;
+	return 0;
+}
+
 static long vfm_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
 		      unsigned long arg)
 {
 	struct vfm_device *vd = to_vfm(core_vdev);
+	int ret;
 
+	if (cmd == VFIO_DEVICE_IOEVENTFD) {
+		ret = vfm_ioeventfd_offset_check(arg);
+		if (ret)
+			return ret;
+	}
 	if (likely(vfm_passthrough(vd)))
 		return vfio_pci_core_ioctl(core_vdev, cmd, arg);
 	return vfm_ioctl_slow(vd, cmd, arg);
