@@ -80,10 +80,17 @@ static void vfm_ev_enqueue(struct vfm_counter *c)
 	vfm_ev_queue_item(&c->ev_item);
 }
 
-/* Have the suppressed accesses of @c summed up once the window is over. */
+/*
+ * Have the suppressed accesses of @c summed up once the window is over.
+ * A summary already pending will count the access just suppressed: the
+ * worker clears FLUSH before it takes the count. The plain test first
+ * spares the atomic operation to every access of a hammered rule.
+ */
 static void vfm_ev_flush_later(struct vfm_counter *c)
 {
-	if (test_and_set_bit(VFM_CTR_FLUSH, &c->ev_flags))
+	smp_mb__after_atomic();		/* the count before the test */
+	if (test_bit(VFM_CTR_FLUSH, &c->ev_flags) ||
+	    test_and_set_bit(VFM_CTR_FLUSH, &c->ev_flags))
 		return;
 	vfm_counter_get(c);
 	llist_add(&c->flush_node, &vfm_flush_list);
@@ -106,6 +113,18 @@ static bool vfm_ev_allow(struct vfm_counter *c)
 }
 
 /*
+ * Is the record of @c taken, or its budget of the window spent? Plain
+ * reads: a stale answer only lets one access more try, or suppresses one
+ * of the window's first, which is then counted all the same.
+ */
+static bool vfm_ev_busy(struct vfm_counter *c)
+{
+	return test_bit(VFM_CTR_BUSY, &c->ev_flags) ||
+	       (atomic_read(&c->ev_sent) >= VFM_EV_BURST &&
+		time_before(jiffies, READ_ONCE(c->ev_window) + VFM_EV_WINDOW));
+}
+
+/*
  * Report an access that @c's rule audits or refuses, while someone
  * listens (vfm_monitored()); from the access path, in any context. The
  * record is the accessing task's to fill once it holds VFM_CTR_BUSY;
@@ -118,7 +137,7 @@ void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
 						 VFM_EV_AUDITED;
 	struct vfm_access_rec *rec = &c->rec;
 
-	if (test_and_set_bit_lock(VFM_CTR_BUSY, &c->ev_flags))
+	if (vfm_ev_busy(c) || test_and_set_bit_lock(VFM_CTR_BUSY, &c->ev_flags))
 		goto suppress;
 	if (!vfm_ev_allow(c)) {
 		clear_bit_unlock(VFM_CTR_BUSY, &c->ev_flags);
