@@ -711,7 +711,7 @@ noinline long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 
 	if (ret <= 0)
 		return ret;
-	return vfio_pci_core_ioctl(&vd->core.vdev, cmd, arg);
+	return vfm_core_ioctl(vd, cmd, arg);
 }
 
 /*

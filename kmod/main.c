@@ -236,10 +236,13 @@ static int vfm_ioeventfd_offset_check(unsigned long arg)
 	return 0;
 }
 
-static long vfm_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
-		      unsigned long arg)
+/*
+ * vfio-pci-core's handling of an ioctl the table lets through. An
+ * IOEVENTFD refused by a rule is refused (EPERM) before this, whatever
+ * its offset, as documented.
+ */
+long vfm_core_ioctl(struct vfm_device *vd, unsigned int cmd, unsigned long arg)
 {
-	struct vfm_device *vd = to_vfm(core_vdev);
 	int ret;
 
 	if (cmd == VFIO_DEVICE_IOEVENTFD) {
@@ -247,8 +250,16 @@ static long vfm_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
 		if (ret)
 			return ret;
 	}
+	return vfio_pci_core_ioctl(&vd->core.vdev, cmd, arg);
+}
+
+static long vfm_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
+		      unsigned long arg)
+{
+	struct vfm_device *vd = to_vfm(core_vdev);
+
 	if (likely(vfm_passthrough(vd)))
-		return vfio_pci_core_ioctl(core_vdev, cmd, arg);
+		return vfm_core_ioctl(vd, cmd, arg);
 	return vfm_ioctl_slow(vd, cmd, arg);
 }
 

@@ -550,6 +550,9 @@ void vfm_maps_revoke(struct vfm_device *vd, const struct vfm_rules *rules);
 void vfm_maps_clear(struct vfm_device *vd);
 void vfm_maps_exit(void);
 
+/* main.c */
+long vfm_core_ioctl(struct vfm_device *vd, unsigned int cmd, unsigned long arg);
+
 /* compat.c */
 vm_fault_t vfm_core_fault(const struct vm_operations_struct *ops,
 			  struct vm_fault *vmf, unsigned int order);
