@@ -100,6 +100,19 @@ def test_man_example_is_audit_c():
     assert "\n".join(code) + "\n" == _read(AUDIT_C)
 
 
+def test_man_migration_example_is_regshadow_c():
+    """The migration example is regshadow's code, verbatim, in two pieces
+    of the file (its state header, then its migration functions)."""
+    got = example_block(_read(MAN9), "regshadow.c migration")
+    assert got[:2] == [".EX", ".ta T 8n"] and got[-1] == ".EE"
+    code = "\n".join(roff_unescape(ln) for ln in got[2:-1])
+    source = _read(os.path.join(MEDIATORS, "regshadow.c"))
+    pieces = code.split("\n\n", 1)
+    assert len(pieces) == 2 and all(p in source for p in pieces), (
+        "the migration example in man/vfmediate-mediator.9 is no longer "
+        "a copy of kmod/mediators/regshadow.c")
+
+
 def test_man_documents_the_api():
     header = _read(HEADER)
     man = roff_unescape(_read(MAN9).replace("\\f", ""))
