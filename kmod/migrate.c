@@ -82,6 +82,23 @@ bool vfm_mig_capable(const struct vfm_mediator_ops *ops)
 	return ops && ops->state_size && ops->save_state && ops->load_state;
 }
 
+/* For the device's configfs "migration" attribute. */
+const char *vfm_mig_state_name(enum vfio_device_mig_state state)
+{
+	switch (state) {
+	case VFIO_DEVICE_STATE_STOP:
+		return "stop";
+	case VFIO_DEVICE_STATE_RUNNING:
+		return "running";
+	case VFIO_DEVICE_STATE_STOP_COPY:
+		return "stop_copy";
+	case VFIO_DEVICE_STATE_RESUMING:
+		return "resuming";
+	default:
+		return "error";
+	}
+}
+
 /*
  * Under @vd->mig_lock: why the transition fails, for the device's "error"
  * once the SRCU read section is over (vfm_mig_set_state()).
