@@ -30,7 +30,6 @@ ruled page of BAR1 or BAR3 expected mappable (all six failed); MSI-X
 disabled again before the NVMe doorbell is rung (no interrupt: failed);
 the trapped MSI-X table expected as the untrapped all ones (failed).
 """
-import errno
 import struct
 import time
 

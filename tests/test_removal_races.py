@@ -64,15 +64,18 @@ CHURN_ERRORS = {errno.EBUSY}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "race", "hammer.c")
+SRCS = [SRC, os.path.join(HERE, "attack", "common.c"),
+        os.path.join(HERE, "attack", "common.h")]
 BIN = os.path.join(HERE, "..", "build", "race", "hammer")
 
 
 def hammer_binary():
     """tests/run-suite builds it on the host; build it here if not."""
-    if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(SRC):
+    newest = max(os.path.getmtime(s) for s in SRCS)
+    if not os.path.exists(BIN) or os.path.getmtime(BIN) < newest:
         os.makedirs(os.path.dirname(BIN), exist_ok=True)
         subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread",
-                        "-o", BIN, SRC], check=True)
+                        "-o", BIN] + SRCS[:2], check=True)
     return BIN
 
 

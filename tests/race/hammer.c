@@ -52,6 +52,8 @@
 #include <unistd.h>
 #include <linux/vfio.h>
 
+#include "../attack/common.h"
+
 #define MAX_THREADS	16
 #define POST_REQ	16
 
@@ -80,27 +82,6 @@ static atomic_int inflight;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static unsigned long accesses, errors[256];	/* under lock */
-
-static const char *errname(int err)
-{
-	static char buf[16];
-
-	switch (err) {
-	case 0: return "ok";
-	case EPERM: return "EPERM";
-	case ENOENT: return "ENOENT";
-	case EIO: return "EIO";
-	case EAGAIN: return "EAGAIN";
-	case EACCES: return "EACCES";
-	case EFAULT: return "EFAULT";
-	case EBUSY: return "EBUSY";
-	case ENODEV: return "ENODEV";
-	case EINVAL: return "EINVAL";
-	case ENXIO: return "ENXIO";
-	}
-	snprintf(buf, sizeof(buf), "E%d", err);
-	return buf;
-}
 
 static int region(int fd, unsigned int index, uint64_t *off, int *mmappable)
 {
