@@ -53,7 +53,7 @@ VF_TOKEN = "5a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d"
 # kmod/mediators/ that can be attached, with their arguments (None: a
 # window on BAR0's last page).
 MEDIATORS = {"audit": "regions=config", "nop": None, "devread": None,
-             "regshadow": None, "ondemand": None}
+             "regshadow": None, "ondemand": None, "recorder": "hide-mmap"}
 BUSY = (errno.EAGAIN, errno.EBUSY)
 # What the hammer's accesses may fail with: EACCES from the churn's deny
 # rule (applied live); nothing else.
