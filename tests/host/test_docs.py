@@ -31,7 +31,8 @@ MEDIATORS = os.path.join(TOP, "kmod", "mediators")
 AUDIT_C = os.path.join(MEDIATORS, "audit.c")
 TEST_ONLY = {"selftest.c",       # not a mediator: a registration self-test
              "devread.c",       # a mediator for the API tests only
-             "ondemand.c"}      # one for the retrap tests only
+             "ondemand.c",      # one for the retrap tests only
+             "recorder.c"}      # records the dispatch paths, for tests
 
 
 def _read(path):
