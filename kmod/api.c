@@ -92,9 +92,50 @@ EXPORT_SYMBOL_GPL(vfm_default_read);
 ssize_t vfm_default_write(struct vfm_device *vd, unsigned int index,
 			  const void *buf, size_t count, loff_t off)
 {
+	/*
+	 * A migration stream comes from the VFIO user: what load_state()
+	 * writes must be what the user could have written (see
+	 * vfm_write_allowed()), whatever the stream says.
+	 */
+	if (unlikely(READ_ONCE(vd->restore_task) == current) &&
+	    !vfm_write_allowed(vd, index, off, count))
+		return -EPERM;
 	return vfm_default_rw(vd, index, (void *)buf, count, off, true);
 }
 EXPORT_SYMBOL_GPL(vfm_default_write);
+
+/**
+ * vfm_write_allowed() - may the VFIO user's writes reach these bytes?
+ * @vd: the device
+ * @index: VFIO region index
+ * @off: offset within the region
+ * @len: bytes
+ *
+ * For a mediator's load_state(): the stream it restores was written by
+ * the VFIO user, so it may restore only bytes the running table lets the
+ * user write (no "ro", "deny" or "ignore" rule on any of them).
+ * vfm_default_write() refuses the others with -EPERM while load_state()
+ * runs; checking every range first fails a load before it changes
+ * anything.
+ *
+ * Return: true if no rule keeps the VFIO user from writing any of them.
+ */
+bool vfm_write_allowed(struct vfm_device *vd, unsigned int index, u64 off,
+		       u64 len)
+{
+	const struct vfm_table *tbl;
+	bool ok;
+	int idx;
+
+	if (index >= VFM_NUM_REGIONS || off + len < off)
+		return false;
+	idx = srcu_read_lock(&vd->srcu);
+	tbl = srcu_dereference(vd->table, &vd->srcu);
+	ok = !vfm_write_guarded(&tbl->rules->region[index], off, off + len);
+	srcu_read_unlock(&vd->srcu, idx);
+	return ok;
+}
+EXPORT_SYMBOL_GPL(vfm_write_allowed);
 
 /**
  * vfm_reset_count() - how many times the function has been reset

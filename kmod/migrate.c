@@ -410,7 +410,9 @@ static int vfm_mig_load(struct vfm_device *vd)
 		vfm_mig_error(vd, why, ret);
 		goto out;
 	}
+	WRITE_ONCE(vd->restore_task, current);
 	ret = tbl->mops->load_state(vd, tbl->mpriv, data + hdr, len - hdr);
+	WRITE_ONCE(vd->restore_task, NULL);
 	if (ret)
 		vfm_mig_error(vd, "the mediator refused the state", ret);
 out:

@@ -311,6 +311,8 @@ struct vfm_cfg_dev;
  * @mig_lock: serializes migration transitions; @mig_state, the data
  *	files and @mig_error are under it.
  * @mig_reset_lock: @mig_reset, a reset seen while @mig_lock was held.
+ * @restore_task: the task running the mediator's load_state(), whose
+ *	default writes the running table's rules bound (api.c).
  */
 struct vfm_mig_file;
 
@@ -345,6 +347,7 @@ struct vfm_device {
 	u64 revoke_gen;
 	struct work_struct retrap_work;
 	bool migratable;
+	struct task_struct *restore_task;
 	struct mutex mig_lock;		/* migration transitions */
 	enum vfio_device_mig_state mig_state;
 	struct vfm_mig_file *mig_save;
@@ -402,6 +405,8 @@ int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma);
 long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 		    unsigned long arg);
 void vfm_reset_notify(struct vfm_device *vd);
+bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start,
+		       u64 end);
 int vfm_device_feature(struct vfio_device *core_vdev, u32 flags,
 		       void __user *arg, size_t argsz);
 

@@ -235,6 +235,32 @@ def test_bad_stream_is_refused_and_changes_nothing(pair, kind):
         assert dst.mig_state() == ST.VFIO_DEVICE_STATE_RUNNING
 
 
+@pytest.mark.parametrize("action", ["ro", "deny", "ignore"])
+def test_a_load_writes_only_what_the_user_may_write(pair, action):
+    """The stream is the VFIO user's own (it may forge one with a good
+    CRC): a load may not write a byte the destination's rules keep the
+    user from writing. The whole load fails, before anything changes."""
+    (a, b), (ca, cb) = pair
+    cb.add_rule("bar0", "guard", f"{DMA_DST:#x}+4", action, access="w")
+    with Device(a) as src:
+        source_writes(src)
+        data = save(src)
+    with Device(b) as dst:
+        dst.enable_bus_master()
+        before = registers(dst)
+        fd = resume_fd(dst)
+        try:
+            os.write(fd, data)
+            assert errno_of(dst.set_mig_state, ST.VFIO_DEVICE_STATE_STOP) \
+                == errno.EPERM
+            assert dst.mig_state() == ST.VFIO_DEVICE_STATE_RESUMING
+            assert registers(dst) == before
+            assert cb.error == "migration: the mediator refused the " \
+                "state (-1)", cb.error
+        finally:
+            os.close(fd)
+
+
 def test_a_stream_longer_than_the_state_is_refused_at_write(pair):
     (a, b), _ = pair
     with Device(a) as src:

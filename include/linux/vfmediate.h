@@ -119,7 +119,10 @@ struct vfm_device;
  *	truncated, corrupted or foreign stream never gets here). Validate
  *	what only the mediator can (its own version, its window), then
  *	restore the device, through the default accessors, and the
- *	instance's state. A negative errno keeps the device in RESUMING.
+ *	instance's state. The stream comes from the VFIO user: restore
+ *	only bytes it could have written (vfm_write_allowed();
+ *	vfm_default_write() refuses others with -EPERM here). A negative
+ *	errno keeps the device in RESUMING.
  * @stop: optional. RUNNING -> STOP: stop the device changing its state
  *	and memory (DMA, interrupts) until @run; a negative errno fails the
  *	transition.
@@ -192,6 +195,9 @@ ssize_t vfm_default_read(struct vfm_device *vd, unsigned int index,
 			 void *buf, size_t count, loff_t off);
 ssize_t vfm_default_write(struct vfm_device *vd, unsigned int index,
 			  const void *buf, size_t count, loff_t off);
+/* For load_state(): no rule keeps the VFIO user from writing these bytes. */
+bool vfm_write_allowed(struct vfm_device *vd, unsigned int index, u64 off,
+		       u64 len);
 u64 vfm_reset_count(struct vfm_device *vd);
 int vfm_default_mmap(struct vfm_device *vd, struct vm_area_struct *vma);
 int vfm_default_region_info(struct vfm_device *vd,

@@ -323,6 +323,36 @@ static bool regshadow_state_valid(struct regshadow *rs, const void *buf,
 	return true;
 }
 
+/* The end of the run of equal mask bytes from @from. */
+static u64 regshadow_run_end(const u8 *mask, u64 from, u64 len)
+{
+	u64 to = from;
+
+	while (to < len && mask[to] == mask[from])
+		to++;
+	return to;
+}
+
+/*
+ * May every run of written bytes be written back? The stream is the VFIO
+ * user's: a byte the destination's rules keep it from writing (an admin's
+ * "ro" inside the window, say) fails the load before anything changes.
+ */
+static bool regshadow_load_allowed(struct vfm_device *vd, struct regshadow *rs,
+				   const u8 *mask)
+{
+	u64 from, to;
+
+	for (from = 0; from < rs->w.len; from = to) {
+		to = regshadow_run_end(mask, from, rs->w.len);
+		if (mask[from] && !vfm_write_allowed(vd, rs->w.bar,
+						     rs->w.start + from,
+						     to - from))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Write every run of written bytes back to the device, in offset order;
  * the shadow then holds what the device got. A failed write leaves the
@@ -339,12 +369,13 @@ static int regshadow_load_state(struct vfm_device *vd, void *priv,
 
 	if (!regshadow_state_valid(rs, buf, len))
 		return -EINVAL;
+	if (!regshadow_load_allowed(vd, rs, mask))
+		return -EPERM;
 	mutex_lock(&rs->lock);
 	regshadow_sync(rs);
 	bitmap_zero(rs->written, rs->w.len);
 	for (from = 0; from < rs->w.len; from = to) {
-		for (to = from; to < rs->w.len && mask[to] == mask[from]; to++)
-			;
+		to = regshadow_run_end(mask, from, rs->w.len);
 		if (!mask[from])
 			continue;
 		ret = vfm_default_write(vd, rs->w.bar, shadow + from, to - from,
