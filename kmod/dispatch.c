@@ -611,8 +611,7 @@ static int vfm_table_region_info(struct vfm_device *vd,
  */
 
 /* Does a rule keep the VFIO user from writing any byte of [start, end)? */
-bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start,
-			      u64 end)
+bool vfm_write_guarded(const struct vfm_region_table *rt, u64 start, u64 end)
 {
 	const struct vfm_interval *iv = vfm_table_find(rt, true, start);
 	const struct vfm_interval *last = rt->iv[1] + rt->nr[1];
