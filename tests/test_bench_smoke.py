@@ -22,18 +22,14 @@ BENCH = os.path.join(HERE, "bench")
 
 
 # tests/run-suite builds the program on the host (the guest runs the
-# host's userspace), which saves the debug guest a minute of gcc.
+# host's userspace), which saves the guest a minute of gcc.
 HOST_BUILT = os.path.join(HERE, "..", "build", "bench", "vfbench")
 
-# Under the debug kernel, one scenario of each kind: 1024 rules compiled
-# at every open (r1024c) stands for the other 1024-rule ones.
-if DEBUG_KERNEL:
-    SCENARIOS = ["floor", "none", "r16", "r1024c", "audit", "trap", "ro",
-                 "deny", "mmap16", "ignore1"]
-    BIG = "r1024c"
-else:
-    SCENARIOS = None
-    BIG = "r1024"
+# The benchmark's paths (rules, traps, audit, opens) are the suite's; what
+# this adds is that make bench keeps working, which the Debian kernels
+# show. Under KASAN and lockdep it cost the debug lane nearly 3 minutes.
+pytestmark = pytest.mark.skipif(
+    DEBUG_KERNEL, reason="make bench runs on the Debian kernels only")
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +51,9 @@ def vfbench(tmp_path_factory):
 def test_bench_smoke(vfbench, tmp_path):
     out = tmp_path / "smoke.json"
     try:
-        only = ["--only", ",".join(SCENARIOS)] if SCENARIOS else []
         p = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"),
-                            "--smoke", "--bin", vfbench, "--out", str(out)]
-                           + only, capture_output=True, text=True,
-                           timeout=600)
+                            "--smoke", "--bin", vfbench, "--out", str(out)],
+                           capture_output=True, text=True, timeout=600)
     finally:
         # run.py leaves both functions unbound and removes its configfs
         # directories even when it fails; make sure of it.
@@ -70,9 +64,8 @@ def test_bench_smoke(vfbench, tmp_path):
 
     res = json.loads(out.read_text())
     names = [s["name"] for s in res["scenarios"]]
-    assert names[0] == "floor" and {"none", BIG, "audit", "trap", "ro",
+    assert names[0] == "floor" and {"none", "r1024", "audit", "trap", "ro",
                                     "deny", "mmap16"} <= set(names)
-    assert not SCENARIOS or names == SCENARIOS
     summary = res["summary"]
     for s in res["scenarios"]:
         assert s["errors"] == [], s["errors"]
@@ -84,8 +77,8 @@ def test_bench_smoke(vfbench, tmp_path):
             assert ratio > 0
     assert summary["audit"]["audit_hits"] > 0
     assert summary["none"]["table_bytes"] == 0
-    assert 0 < summary["r16"]["table_bytes"] < summary[BIG]["table_bytes"]
-    assert summary[BIG]["compile_ns"]["median"] > 0
+    assert 0 < summary["r16"]["table_bytes"] < summary["r1024"]["table_bytes"]
+    assert summary["r1024"]["compile_ns"]["median"] > 0
     for bdf in res["pair"]:
         assert pci.driver(bdf) is None
         assert pci.driver_override(bdf) is None

@@ -8,12 +8,19 @@ import os
 import re
 import subprocess
 
+import pytest
+
 import pci
 import vfm
+from budget import DEBUG_KERNEL
 
 DEMO = os.path.join(os.path.dirname(__file__), "demo", "demo.sh")
 
 
+# The demo's steps are the CLI's and netlink's, which test_cli.py and
+# test_netlink.py run under the debug kernel's lockdep and KASAN too; the
+# script itself, 2.5 minutes there, is the README's, for Debian kernels.
+@pytest.mark.skipif(DEBUG_KERNEL, reason="make demo runs on Debian kernels")
 def test_demo(edu, nvme_vf):
     before = {b: pci.driver(b) for b in (edu, nvme_vf)}
     try:
