@@ -20,6 +20,9 @@
 #                   short slice of it with a fixed seed (tests/test_fuzz.py)
 #   make debug-kernel  build (if stale) and install the debug kernel
 #   make check-debug   the guest suite on the debug kernel only
+#   make coverage   the same, then the line and function coverage of kmod/
+#                   it reached (the debug kernel has gcov; make check
+#                   prints it too, after the debug kernel's guests)
 #   make install    modules (kbuild modules_install, for KVER or the
 #                   running kernel), man pages, the udev rule, the systemd
 #                   unit and, when present, the CLI (cli/Makefile);
@@ -80,6 +83,16 @@ debug-kernel:
 check-debug: deps
 	@scripts/debug-kernel
 	@tests/run-suite $$(tests/vm/kernels --debug)
+
+# The debug lane, and its coverage of kmod/ (tests/vm/coverage), also in
+# build/test-results/coverage.txt. The suite's result is make's; the
+# coverage is reported, not enforced.
+.PHONY: coverage
+coverage: deps
+	@scripts/debug-kernel
+	@tests/run-suite $$(tests/vm/kernels --debug); rc=$$?; \
+	test -s build/test-results/coverage.txt || \
+		{ echo "coverage: no report" >&2; exit 1; }; exit $$rc
 
 # Every kernel's guests at once, as many as there are CPUs (run-suite).
 check-kernels:
