@@ -1,0 +1,353 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Live migration of a VFIO device through vfmediate, with QEMU as the VMM.
+
+A device bound to vfmediate whose configfs directory names the regshadow
+mediator before the bind offers VFIO migration (STOP_COPY): regshadow
+traps a window of BAR0, keeps a shadow of every byte written there,
+saves it as the device state and writes it back to the destination
+device on resume. Here the VMM is the host's qemu-system-x86_64, run
+inside the test guest, on two of the guest's edu functions, A and B:
+
+- the source QEMU (``-device vfio-pci,host=A,enable-migration=on``)
+  boots tests/mig/guest (vfmtiny, a multiboot kernel), which writes edu
+  registers through the BAR and reports on its serial port; it is
+  migrated to a file and quits;
+- the destination QEMU, the same machine on B, takes the file in
+  (``-incoming defer``, ``migrate-incoming``), the migrated vfmtiny reads
+  the registers again on B when it gets a byte on its serial port: they
+  hold what the source wrote on A (B held other values before), and B's
+  shadow lists those dwords. edu itself has no migration state in QEMU:
+  only regshadow's restore puts the values on B.
+
+Without a mediator that can migrate, QEMU must refuse as it does on
+plain vfio-pci: with enable-migration=on it does not start, by default
+it starts and refuses to migrate; the two drivers' messages agree.
+
+Nested emulation is slow: each QEMU run takes seconds to tens of
+seconds and every wait is bounded.
+"""
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+import pci
+import qmp
+from vfio import BAR0, VFIO_MIGRATION_STOP_COPY, Device, VfioError
+from vfm import Vfm
+
+pytestmark = pytest.mark.usefixtures("no_config_left")
+
+QEMU = "/usr/bin/qemu-system-x86_64"
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY_SRC = os.path.join(HERE, "mig", "guest")
+TINY_OUT = os.path.join(HERE, "..", "build", "mig")
+EDU_ID = (0x1234, 0x11E8)
+WINDOW = "bar=0,range=0x0-0xff"
+
+# What the source writes on A: edu's DMA source, destination and count
+# (read back as written while no DMA is started) and its liveness
+# register (reads back inverted: the restore must write it, not copy
+# what it reads). What B holds before, through its own VFIO fd.
+WRITES = {0x80: 0x12345678, 0x88: 0xCAFE0000, 0x90: 0x00000400,
+          0x04: 0x0F0F1234}
+READS = {0x00: 0x010000ED, 0x04: 0xF0F0EDCB, 0x80: 0x12345678,
+         0x88: 0xCAFE0000, 0x90: 0x00000400}
+B_BEFORE = {0x80: 0x0BADF00D, 0x88: 0x00C0FFEE, 0x04: 0x11111111}
+
+READY_WAIT = 120    # s: QEMU, SeaBIOS and vfmtiny up to "ready"
+MIGRATE_WAIT = 60   # s: a migration to or from the file
+ROUND_WAIT = 30     # s: vfmtiny's answer to a byte
+START_WAIT = 60     # s: QEMU that must refuse to start
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """vfmtiny.elf: tests/run-suite builds it on the host; make here
+    builds it when it is missing or stale."""
+    subprocess.run(["make", "-s", "-C", TINY_SRC, f"OUT={TINY_OUT}"],
+                   check=True, capture_output=True, timeout=300)
+    return os.path.join(TINY_OUT, "vfmtiny.elf")
+
+
+@pytest.fixture(scope="module")
+def edus():
+    found = sorted(pci.find_functions(*EDU_ID))
+    if len(found) < 2:
+        pytest.fail(f"two edu functions needed, the guest has {found} "
+                    "(tests/vm/run --edu 2)")
+    return found[:2]
+
+
+def tiny_cmdline():
+    steps = [f"w32={off:#x}:{val:#x}" for off, val in WRITES.items()]
+    steps += [f"r32={off:#x}" for off in READS]
+    return f"dev={EDU_ID[0]:04x}:{EDU_ID[1]:04x} " + " ".join(steps)
+
+
+def qemu_args(tiny, bdf, serial, migration="on"):
+    dev = f"vfio-pci,host={bdf},id=hostdev0"
+    if migration is not None:
+        dev += f",enable-migration={migration}"
+    return ["-M", "pc", "-m", "32M", "-nodefaults", "-display", "none",
+            "-accel", "tcg", "-no-reboot", "-kernel", tiny,
+            "-append", tiny_cmdline(), "-device", dev,
+            "-chardev", f"socket,id=ser0,path={serial},server=on,wait=off",
+            "-serial", "chardev:ser0"]
+
+
+class Serial:
+    """The guest's COM1, through QEMU's unix socket chardev."""
+
+    def __init__(self, path, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                assert time.monotonic() < deadline, \
+                    f"serial socket {path} not up in {timeout} s"
+                time.sleep(0.05)
+        self.sock = s
+        self.buf = b""
+        self.lines = []
+
+    def line(self, pattern, timeout):
+        """Read lines until one matches ``pattern`` (regex, whole line);
+        a "vfmtiny: error" line or the timeout fails the test."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                raw, self.buf = self.buf.split(b"\n", 1)
+                ln = raw.decode(errors="replace").strip()
+                self.lines.append(ln)
+                assert not ln.startswith("vfmtiny: error"), self.text()
+                m = re.fullmatch(pattern, ln)
+                if m:
+                    return m
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} in {timeout} s:\n{self.text()}"
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            assert data, f"serial closed before {pattern!r}:\n{self.text()}"
+            self.buf += data
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def text(self):
+        return "\n".join(self.lines)
+
+    def close(self):
+        self.sock.close()
+
+
+def read_round(ser, n):
+    """The registers vfmtiny reports in round n: {offset: value}."""
+    ser.line(f"vfmtiny: round {n}", ROUND_WAIT)
+    regs = {}
+    while True:
+        m = ser.line(r"vfmtiny: (?:r32 (0x\w+) = (0x\w+)|done (\d+))",
+                     ROUND_WAIT)
+        if m[3]:
+            assert int(m[3]) == n
+            return regs
+        regs[int(m[1], 16)] = int(m[2], 16)
+
+
+def shadow(v):
+    """regshadow's state: {dword offset: value}; None for a dword with a
+    byte never written."""
+    lines = v.mediator_state.splitlines()
+    out = {}
+    for ln in lines[1:]:
+        off, _, val = ln.partition("=")
+        out[int(off, 16)] = None if "x" in val[2:] else int(val, 16)
+    return out
+
+
+def wait_migration(vm, what):
+    """Poll query-migrate until it completes; its last answer."""
+    deadline = time.monotonic() + MIGRATE_WAIT
+    while True:
+        st = vm.qmp.cmd("query-migrate")
+        if st.get("status") == "completed":
+            return st
+        assert st.get("status") not in ("failed", "cancelled"), \
+            f"{what}: {st}"
+        assert time.monotonic() < deadline, \
+            f"{what} not done in {MIGRATE_WAIT} s: {st}"
+        time.sleep(0.2)
+
+
+def migration_flags(bdf):
+    try:
+        with Device(bdf) as d:
+            return d.migration_flags()
+    except VfioError as e:
+        pytest.fail(f"{bdf}: vfmediate with regshadow attached before the "
+                    f"bind does not advertise VFIO migration: {e}",
+                    pytrace=False)
+
+
+def write_before(bdf):
+    """B's own values, written and read back through its VFIO fd."""
+    with Device(bdf) as d:
+        for off, val in B_BEFORE.items():
+            d.write32(BAR0, off, val)
+        return {off: d.read32(BAR0, off) for off in READS}
+
+
+def run_source(tiny, bdf, v, d, image):
+    """Boot vfmtiny on A, migrate it into ``image``; what it reported
+    and A's shadow at that time."""
+    serial = os.path.join(d, "src.serial")
+    r = {}
+    with qmp.Qemu(qemu_args(tiny, bdf, serial) + ["-S"], d,
+                  binary=QEMU) as vm:
+        ser = Serial(serial)
+        try:
+            vm.qmp.cmd("cont")
+            r["regs"] = {}
+            for off in READS:
+                m = ser.line(rf"vfmtiny: r32 {off:#04x} = (0x\w+)",
+                             READY_WAIT)
+                r["regs"][off] = int(m[1], 16)
+            ser.line("vfmtiny: ready", READY_WAIT)
+            r["shadow"] = shadow(v)
+            vm.qmp.cmd("migrate", uri=f"file:{image}")
+            r["migrate"] = wait_migration(vm, "outgoing migration")
+            r["status"] = vm.qmp.cmd("query-status")["status"]
+            r["exit"] = vm.quit()
+        finally:
+            ser.close()
+    r["output"] = vm.output
+    return r
+
+
+def run_dest(tiny, bdf, v, d, image):
+    """The same machine on B, from ``image``: vfmtiny's registers once
+    it runs there, and B's shadow."""
+    serial = os.path.join(d, "dst.serial")
+    r = {}
+    with qmp.Qemu(qemu_args(tiny, bdf, serial) + ["-incoming", "defer"],
+                  d, binary=QEMU) as vm:
+        ser = Serial(serial)
+        try:
+            vm.qmp.cmd("migrate-incoming", uri=f"file:{image}")
+            r["migrate"] = wait_migration(vm, "incoming migration")
+            if vm.qmp.cmd("query-status")["status"] != "running":
+                vm.qmp.cmd("cont")
+            r["status"] = vm.qmp.cmd("query-status")["status"]
+            ser.send(b"\n")
+            r["regs"] = read_round(ser, 1)
+            r["shadow"] = shadow(v)
+            r["exit"] = vm.quit()
+        finally:
+            ser.close()
+    r["output"] = vm.output
+    return r
+
+
+def test_migrate_through_regshadow(edus, bind, tiny, tmp_path):
+    a, b = edus
+    with Vfm(a, mediator="regshadow", args=WINDOW) as va, \
+            Vfm(b, mediator="regshadow", args=WINDOW) as vb:
+        bind(a, "vfmediate")
+        bind(b, "vfmediate")
+        for bdf in (a, b):
+            flags = migration_flags(bdf)
+            assert flags & VFIO_MIGRATION_STOP_COPY, f"{bdf}: {flags:#x}"
+        before = write_before(b)
+        image = str(tmp_path / "vm.mig")
+        src = run_source(tiny, a, va, str(tmp_path), image)
+        dst = run_dest(tiny, b, vb, str(tmp_path), image)
+    # the source wrote, read back and shadowed its values on A
+    assert src["regs"] == READS, src["output"]
+    assert src["shadow"] == WRITES
+    assert src["status"] == "postmigrate"
+    assert src["exit"] == 0
+    # B held other values, then A's after the restore
+    assert all(before[off] != READS[off] for off in WRITES), before
+    assert dst["regs"] == READS, dst["output"]
+    assert dst["shadow"] == WRITES
+    assert dst["status"] == "running"
+    assert dst["exit"] == 0
+    # QEMU warns that edu has no dirty page tracking of its own; no more
+    for out in (src["output"], dst["output"]):
+        assert not [ln for ln in out.splitlines()
+                    if "dirty tracking" not in ln], out
+
+
+# -- no mediator that migrates: QEMU refuses, as on vfio-pci --------------------
+
+def start_refused(tiny, bdf, d):
+    """QEMU with enable-migration=on must not start: its message, with
+    the BDF taken out."""
+    serial = os.path.join(d, "refused.serial")
+    try:
+        p = subprocess.run([QEMU, *qemu_args(tiny, bdf, serial), "-S"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=START_WAIT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"QEMU started with enable-migration=on on {bdf}",
+                    pytrace=False)
+    assert p.returncode != 0
+    return (p.stdout + p.stderr).replace(bdf, "BDF").strip()
+
+
+def migrate_refused(tiny, bdf, d, image):
+    """QEMU without enable-migration starts; migrate must fail at once:
+    QMP's error, with the BDF taken out, and the VM still there."""
+    serial = os.path.join(d, "blocked.serial")
+    with qmp.Qemu(qemu_args(tiny, bdf, serial, migration=None) + ["-S"], d,
+                  binary=QEMU) as vm:
+        with pytest.raises(qmp.QmpError) as e:
+            vm.qmp.cmd("migrate", uri=f"file:{image}")
+        status = vm.qmp.cmd("query-status")["status"]
+        assert vm.quit() == 0
+    assert status == "prelaunch"
+    return e.value.error.get("desc", "").replace(bdf, "BDF")
+
+
+def refusal(tiny, bdf, d):
+    with Device(bdf) as dev:
+        with pytest.raises(VfioError) as e:
+            dev.migration_flags()
+    image = os.path.join(d, "never.mig")
+    r = {"feature": e.value.errno,
+         "start": start_refused(tiny, bdf, d),
+         "migrate": migrate_refused(tiny, bdf, d, image)}
+    assert not os.path.exists(image)
+    return r
+
+
+@pytest.fixture(scope="module")
+def refusals():
+    return {}
+
+
+@pytest.mark.parametrize("drv", ["vfio-pci", "vfmediate"])
+def test_no_mediator_no_migration(drv, edus, bind, tiny, tmp_path, refusals):
+    a = edus[0]
+    if drv == "vfio-pci":
+        bind(a, drv)
+        refusals[drv] = refusal(tiny, a, str(tmp_path))
+    else:
+        with Vfm(a):
+            bind(a, drv)
+            refusals[drv] = refusal(tiny, a, str(tmp_path))
+    r = refusals[drv]
+    assert "VFIO migration is not supported in kernel" in r["start"], r
+    assert "VFIO migration is not supported in kernel" in r["migrate"], r
+    if len(refusals) == 2:
+        assert refusals["vfio-pci"] == refusals["vfmediate"]
