@@ -28,14 +28,13 @@ seconds and every wait is bounded.
 """
 import os
 import re
-import socket
 import subprocess
-import time
 
 import pytest
 
 import pci
 import qmp
+import vfmtiny
 from vfio import BAR0, VFIO_MIGRATION_STOP_COPY, Device, VfioError
 from vfm import Vfm
 
@@ -43,9 +42,9 @@ pytestmark = pytest.mark.usefixtures("no_config_left")
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 HERE = os.path.dirname(os.path.abspath(__file__))
-TINY_SRC = os.path.join(HERE, "mig", "guest")
 TINY_OUT = os.path.join(HERE, "..", "build", "mig")
 EDU_ID = (0x1234, 0x11E8)
+EDU = "1234:11e8"
 WINDOW = "bar=0,range=0x0-0xff"
 
 # What the source writes on A: edu's DMA source, destination and count
@@ -56,7 +55,8 @@ WRITES = {0x80: 0x12345678, 0x88: 0xCAFE0000, 0x90: 0x00000400,
           0x04: 0x0F0F1234}
 READS = {0x00: 0x010000ED, 0x04: 0xF0F0EDCB, 0x80: 0x12345678,
          0x88: 0xCAFE0000, 0x90: 0x00000400}
-B_BEFORE = {0x80: 0x0BADF00D, 0x88: 0x00C0FFEE, 0x04: 0x11111111}
+B_BEFORE = {0x80: 0x0BADF00D, 0x88: 0x00C0FFEE, 0x90: 0x00000800,
+            0x04: 0x11111111}
 
 # What QEMU may say about edu on its own: it has no reset (every open
 # and close), no dirty page tracking (with enable-migration=on).
@@ -71,11 +71,9 @@ START_WAIT = 60     # s: QEMU that must refuse to start
 
 @pytest.fixture(scope="module")
 def tiny():
-    """vfmtiny.elf: tests/run-suite builds it on the host; make here
-    builds it when it is missing or stale."""
-    subprocess.run(["make", "-s", "-C", TINY_SRC, f"OUT={TINY_OUT}"],
-                   check=True, capture_output=True, timeout=300)
-    return os.path.join(TINY_OUT, "vfmtiny.elf")
+    """vfmtiny.elf: tests/run-suite builds it on the host; built here
+    when missing or stale."""
+    return vfmtiny.build(TINY_OUT)
 
 
 @pytest.fixture(scope="module")
@@ -87,86 +85,12 @@ def edus():
     return found[:2]
 
 
-def tiny_cmdline():
-    steps = [f"w32={off:#x}:{val:#x}" for off, val in WRITES.items()]
-    steps += [f"r32={off:#x}" for off in READS]
-    return f"dev={EDU_ID[0]:04x}:{EDU_ID[1]:04x} " + " ".join(steps)
-
-
 def qemu_args(tiny, bdf, serial, migration="on"):
     dev = f"vfio-pci,host={bdf},id=hostdev0"
     if migration is not None:
         dev += f",enable-migration={migration}"
-    return ["-M", "pc", "-m", "32M", "-nodefaults", "-display", "none",
-            "-accel", "tcg", "-no-reboot", "-kernel", tiny,
-            "-append", tiny_cmdline(), "-device", dev,
-            "-chardev", f"socket,id=ser0,path={serial},server=on,wait=off",
-            "-serial", "chardev:ser0"]
-
-
-class Serial:
-    """The guest's COM1, through QEMU's unix socket chardev."""
-
-    def __init__(self, path, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                s.close()
-                assert time.monotonic() < deadline, \
-                    f"serial socket {path} not up in {timeout} s"
-                time.sleep(0.05)
-        self.sock = s
-        self.buf = b""
-        self.lines = []
-
-    def line(self, pattern, timeout):
-        """Read lines until one matches ``pattern`` (regex, whole line);
-        a "vfmtiny: error" line or the timeout fails the test."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self.buf:
-                raw, self.buf = self.buf.split(b"\n", 1)
-                ln = raw.decode(errors="replace").strip()
-                self.lines.append(ln)
-                assert not ln.startswith("vfmtiny: error"), self.text()
-                m = re.fullmatch(pattern, ln)
-                if m:
-                    return m
-            left = deadline - time.monotonic()
-            assert left > 0, f"no {pattern!r} in {timeout} s:\n{self.text()}"
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            assert data, f"serial closed before {pattern!r}:\n{self.text()}"
-            self.buf += data
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def text(self):
-        return "\n".join(self.lines)
-
-    def close(self):
-        self.sock.close()
-
-
-def read_round(ser, n):
-    """The registers vfmtiny reports in round n: {offset: value}."""
-    ser.line(f"vfmtiny: round {n}", ROUND_WAIT)
-    regs = {}
-    while True:
-        m = ser.line(r"vfmtiny: (?:r32 (0x\w+) = (0x\w+)|done (\d+))",
-                     ROUND_WAIT)
-        if m[3]:
-            assert int(m[3]) == n
-            return regs
-        regs[int(m[1], 16)] = int(m[2], 16)
+    return vfmtiny.machine_args(tiny, EDU, WRITES, READS, ["-device", dev],
+                                serial)
 
 
 def shadow(v):
@@ -178,20 +102,6 @@ def shadow(v):
         off, _, val = ln.partition("=")
         out[int(off, 16)] = None if "x" in val[2:] else int(val, 16)
     return out
-
-
-def wait_migration(vm, what):
-    """Poll query-migrate until it completes; its last answer."""
-    deadline = time.monotonic() + MIGRATE_WAIT
-    while True:
-        st = vm.qmp.cmd("query-migrate")
-        if st.get("status") == "completed":
-            return st
-        assert st.get("status") not in ("failed", "cancelled"), \
-            f"{what}: {st}"
-        assert time.monotonic() < deadline, \
-            f"{what} not done in {MIGRATE_WAIT} s: {st}"
-        time.sleep(0.2)
 
 
 def migration_flags(bdf):
@@ -222,22 +132,17 @@ def run_source(tiny, bdf, v, d, image):
     r = {}
     with qmp.Qemu(qemu_args(tiny, bdf, serial) + ["-S"], d,
                   binary=QEMU) as vm:
-        ser = Serial(serial)
-        try:
+        with vfmtiny.Serial(serial) as ser:
             vm.qmp.cmd("cont")
-            r["regs"] = {}
-            for off in READS:
-                m = ser.line(rf"vfmtiny: r32 {off:#04x} = (0x\w+)",
-                             READY_WAIT)
-                r["regs"][off] = int(m[1], 16)
-            ser.line("vfmtiny: ready", READY_WAIT)
+            m = ser.line(r"vfmtiny: dev .* bar0 (0x\w+) size .*", READY_WAIT)
+            r["bar0"] = int(m[1], 16)
+            r["regs"] = vfmtiny.first_pass(ser, READS, READY_WAIT)
             r["shadow"] = shadow(v)
             vm.qmp.cmd("migrate", uri=f"file:{image}")
-            r["migrate"] = wait_migration(vm, "outgoing migration")
+            r["migrate"] = vfmtiny.wait_migration(vm, MIGRATE_WAIT,
+                                                  "outgoing migration")
             r["status"] = vm.qmp.cmd("query-status")["status"]
             r["exit"] = vm.quit()
-        finally:
-            ser.close()
     r["output"] = vm.output
     return r
 
@@ -249,19 +154,19 @@ def run_dest(tiny, bdf, v, d, image):
     r = {}
     with qmp.Qemu(qemu_args(tiny, bdf, serial) + ["-incoming", "defer"],
                   d, binary=QEMU) as vm:
-        ser = Serial(serial)
-        try:
+        with vfmtiny.Serial(serial) as ser:
             vm.qmp.cmd("migrate-incoming", uri=f"file:{image}")
-            r["migrate"] = wait_migration(vm, "incoming migration")
+            r["migrate"] = vfmtiny.wait_migration(vm, MIGRATE_WAIT,
+                                                  "incoming migration")
             if vm.qmp.cmd("query-status")["status"] != "running":
                 vm.qmp.cmd("cont")
             r["status"] = vm.qmp.cmd("query-status")["status"]
             ser.send(b"\n")
-            r["regs"] = read_round(ser, 1)
+            r["regs"] = vfmtiny.next_round(ser, 1, ROUND_WAIT)
+            r["bar0"] = r["regs"].pop("bar0")
+            r["command"] = r["regs"].pop("command")
             r["shadow"] = shadow(v)
             r["exit"] = vm.quit()
-        finally:
-            ser.close()
     r["output"] = vm.output
     return r
 
@@ -286,6 +191,8 @@ def test_migrate_through_regshadow(edus, bind, tiny, tmp_path):
     assert src["exit"] == 0
     # B held other values, then A's after the restore
     assert all(before[off] != READS[off] for off in WRITES), before
+    # config space came over (QEMU's part), then the registers on B
+    assert dst["bar0"] == src["bar0"] and dst["command"] & 2, dst
     assert dst["regs"] == READS, dst["output"]
     assert dst["shadow"] == WRITES
     assert dst["status"] == "running"

@@ -17,10 +17,12 @@
  *	vfmtiny: r32 0x80 = 0x12345678
  *	vfmtiny: ready
  * then it sleeps (hlt) until a byte arrives on COM1. For each byte it
- * reads the r32= registers again and reports them between
- *	vfmtiny: round N
+ * reads the r32= registers again (at the same address) and reports them
+ * between
+ *	vfmtiny: round N bar0 0xfea00000 command 0x0103
  *	vfmtiny: done N
- * so that a test can look at the device after the guest was migrated.
+ * (BAR0 and the command register as config space has them now), so that
+ * a test can look at the device after the guest was migrated.
  * A bad command line or device: "vfmtiny: error: ..." and it stops; a CPU
  * exception: "vfmtiny: error: exception" and it stops.
  */
@@ -453,6 +455,10 @@ void tiny_main(uint32_t magic, const uint32_t *info)
 		getc();
 		puts("vfmtiny: round ");
 		putdec(round);
+		puts(" bar0 ");
+		put0x(cfg_read(bdf, PCI_BAR0), 8);
+		puts(" command ");
+		put0x(cfg_read(bdf, PCI_COMMAND) & 0xffff, 4);
 		putc('\n');
 		run((volatile uint8_t *)base, 1);
 		puts("vfmtiny: done ");
