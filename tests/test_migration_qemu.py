@@ -19,13 +19,16 @@ inside the test guest, on two of the guest's edu functions, A and B:
   shadow lists those dwords. edu itself has no migration state in QEMU:
   only regshadow's restore puts the values on B.
 
-Without a mediator that can migrate, QEMU must refuse as it does on
-plain vfio-pci: with enable-migration=on it does not start, by default
-it starts and refuses to migrate; the two drivers' messages agree.
+Without a mediator that can migrate (a configfs directory without one,
+or regshadow attached only after the bind), QEMU must refuse as it does
+on plain vfio-pci: with enable-migration=on it does not start, by
+default it starts and refuses to migrate, with the same messages.
 
 Nested emulation is slow: each QEMU run takes seconds to tens of
 seconds and every wait is bounded.
 """
+import contextlib
+import errno
 import os
 import re
 import subprocess
@@ -250,18 +253,31 @@ def refusals():
     return {}
 
 
-@pytest.mark.parametrize("drv", ["vfio-pci", "vfmediate"])
-def test_no_mediator_no_migration(drv, edus, bind, tiny, tmp_path, refusals):
+@contextlib.contextmanager
+def unmigratable(case, bdf, bind):
+    """edu A on vfio-pci, on vfmediate with a configfs directory and no
+    mediator, or with regshadow attached only after the bind."""
+    if case == "vfio-pci":
+        bind(bdf, "vfio-pci")
+        yield
+        return
+    with Vfm(bdf) as v:
+        bind(bdf, "vfmediate")
+        if case == "regshadow-late":
+            v.mediator = "regshadow"
+            v.mediator_args = WINDOW
+        yield
+
+
+@pytest.mark.parametrize("case", ["vfio-pci", "no-mediator",
+                                  "regshadow-late"])
+def test_no_mediator_no_migration(case, edus, bind, tiny, tmp_path,
+                                  refusals):
     a = edus[0]
-    if drv == "vfio-pci":
-        bind(a, drv)
-        refusals[drv] = refusal(tiny, a, str(tmp_path))
-    else:
-        with Vfm(a):
-            bind(a, drv)
-            refusals[drv] = refusal(tiny, a, str(tmp_path))
-    r = refusals[drv]
+    with unmigratable(case, a, bind):
+        refusals[case] = r = refusal(tiny, a, str(tmp_path))
+    assert r["feature"] == errno.ENOTTY, r
     assert "VFIO migration is not supported in kernel" in r["start"], r
     assert "VFIO migration is not supported in kernel" in r["migrate"], r
-    if len(refusals) == 2:
-        assert refusals["vfio-pci"] == refusals["vfmediate"]
+    if "vfio-pci" in refusals:
+        assert r == refusals["vfio-pci"]
