@@ -205,7 +205,7 @@ def test_migrate_through_regshadow(edus, bind, tiny, tmp_path):
                     if not QEMU_NOTES.search(ln)], out
 
 
-# -- no mediator that migrates: QEMU refuses, as on vfio-pci --------------------
+# -- no mediator that migrates: QEMU refuses, as on vfio-pci ------------------
 
 def start_refused(tiny, bdf, d):
     """QEMU with enable-migration=on must not start: its message, with
