@@ -112,6 +112,16 @@
 #endif
 
 /*
+ * VFIO_DEVICE_FEATURE_MIG_DATA_SIZE and its op, mandatory with migration
+ * where it exists, came in v6.3.
+ */
+#ifdef VFM_HAVE_MIG_DATA_SIZE
+#define VFM_MIG_DATA_SIZE_OP(fn)	.migration_get_data_size = (fn),
+#else
+#define VFM_MIG_DATA_SIZE_OP(fn)
+#endif
+
+/*
  * How vfio-pci-core serves a fault of a BAR mapping differs in kind, not
  * only in names: compat.c has vfm_core_fault() for each.
  */

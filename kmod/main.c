@@ -107,6 +107,7 @@ static int vfm_init_dev(struct vfio_device *core_vdev)
 	INIT_WORK(&vd->retrap_work, vfm_retrap_work);
 	INIT_LIST_HEAD(&vd->node);
 	vfm_table_init(vd);
+	vfm_mig_init(vd);
 	return 0;
 }
 
@@ -114,6 +115,7 @@ static void vfm_release_dev(struct vfio_device *core_vdev)
 {
 	struct vfm_device *vd = to_vfm(core_vdev);
 
+	vfm_mig_destroy(vd);
 	mutex_destroy(&vd->maps_lock);
 	mutex_destroy(&vd->nowait_lock);
 	mutex_destroy(&vd->io_lock);
@@ -133,6 +135,7 @@ static int vfm_open_device(struct vfio_device *core_vdev)
 		return ret;
 	vfio_pci_core_finish_enable(&vd->core);
 	WRITE_ONCE(vd->enabled, true);
+	vfm_mig_reset_state(vd);
 
 	/*
 	 * After finish_enable: the table needs the BARs' mmap-ability it
@@ -152,6 +155,7 @@ static void vfm_close_device(struct vfio_device *core_vdev)
 	struct vfm_device *vd = to_vfm(core_vdev);
 
 	/* No access can be in flight: the last file of the device is gone. */
+	vfm_mig_reset_state(vd);
 	vfm_policy_close(vd);
 	vfm_maps_clear(vd);
 	WRITE_ONCE(vd->enabled, false);
@@ -295,6 +299,9 @@ static int vfm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	dev_set_drvdata(&pdev->dev, &vd->core);
 	/* Before it can be opened: its configuration applies from the start. */
 	vfm_policy_bind(vd);
+	/* vfio reads the migration ops at registration only. */
+	if (vd->migratable)
+		vfm_mig_enable(vd);
 	ret = vfio_pci_core_register_device(&vd->core);
 	if (ret)
 		goto out_unbind;
@@ -333,8 +340,10 @@ static int vfm_pci_sriov_configure(struct pci_dev *pdev, int nr_virtfn)
 static void vfm_pci_reset_done(struct pci_dev *pdev)
 {
 	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
+	struct vfm_device *vd = container_of(core, struct vfm_device, core);
 
-	vfm_reset_notify(container_of(core, struct vfm_device, core));
+	vfm_reset_notify(vd);
+	vfm_mig_reset_done(vd);
 }
 
 static const struct pci_error_handlers vfm_err_handlers = {

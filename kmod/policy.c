@@ -100,11 +100,24 @@ void vfm_policy_bind(struct vfm_device *vd)
 		if (!strcmp(config_item_name(&dev->group.cg_item), vfm_name(vd))) {
 			dev->vd = vd;
 			vd->cfg = dev;
+			vd->migratable = vfm_mig_capable(vfm_cfg_ops(dev));
 			break;
 		}
 	}
 	mutex_unlock(&vfm_config_lock);
 	vfm_event_post(VFMEDIATE_EVENT_BOUND, vfm_name(vd), NULL, 0, 0, NULL);
+}
+
+/*
+ * A failure outside compile and publish (a migration transition), for
+ * the device's "error". Not from an SRCU read section of @vd.
+ */
+void vfm_policy_set_error(struct vfm_device *vd, const char *text)
+{
+	mutex_lock(&vfm_config_lock);
+	if (vd->cfg)
+		strscpy(vd->cfg->error, text, sizeof(vd->cfg->error));
+	mutex_unlock(&vfm_config_lock);
 }
 
 void vfm_policy_unbind(struct vfm_device *vd)

@@ -306,7 +306,14 @@ struct vfm_cfg_dev;
  * @maps_lost: a mapping could not be recorded: all count as mapped.
  * @revoke_gen: revocations so far, under @maps_lock (maps.c).
  * @retrap_work: runs the mediator's retrap() it asked for (policy.c).
+ * @migratable: the mediator attached at bind could migrate the device:
+ *	vfio migration is offered (migrate.c).
+ * @mig_lock: serializes migration transitions; @mig_state, the data
+ *	files and @mig_error are under it.
+ * @mig_reset_lock: @mig_reset, a reset seen while @mig_lock was held.
  */
+struct vfm_mig_file;
+
 struct vfm_device {
 	struct vfio_pci_core_device core;
 	struct mutex cfg_lock;		/* publishers of @table */
@@ -337,6 +344,14 @@ struct vfm_device {
 	bool maps_lost;
 	u64 revoke_gen;
 	struct work_struct retrap_work;
+	bool migratable;
+	struct mutex mig_lock;		/* migration transitions */
+	enum vfio_device_mig_state mig_state;
+	struct vfm_mig_file *mig_save;
+	struct vfm_mig_file *mig_resume;
+	char mig_error[VFM_ERR_LEN];
+	spinlock_t mig_reset_lock;	/* @mig_reset */
+	bool mig_reset;
 };
 
 static inline struct vfm_device *to_vfm(struct vfio_device *core_vdev)
@@ -536,6 +551,15 @@ int vfm_policy_open(struct vfm_device *vd);
 void vfm_policy_close(struct vfm_device *vd);
 int vfm_policy_apply(struct vfm_device *vd, bool revoke);
 void vfm_retrap_work(struct work_struct *work);
+void vfm_policy_set_error(struct vfm_device *vd, const char *text);
+
+/* migrate.c */
+bool vfm_mig_capable(const struct vfm_mediator_ops *ops);
+void vfm_mig_init(struct vfm_device *vd);
+void vfm_mig_enable(struct vfm_device *vd);
+void vfm_mig_destroy(struct vfm_device *vd);
+void vfm_mig_reset_state(struct vfm_device *vd);
+void vfm_mig_reset_done(struct vfm_device *vd);
 
 /* maps.c */
 int vfm_maps_mmap(struct vfm_device *vd, struct vm_area_struct *vma,

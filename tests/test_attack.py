@@ -55,7 +55,7 @@ SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
            "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "attack")
-PROGRAMS = ["ioeventfd", "irqs", "feature", "revoke"]
+PROGRAMS = ["ioeventfd", "irqs", "feature", "revoke", "migrate"]
 # Built on the host by tests/run-suite (as it builds the benchmark): gcc in
 # an emulated guest takes a while. Used when newer than every source.
 HOST_BUILT = os.path.join(HERE, "..", "build", "attack")
@@ -529,3 +529,22 @@ def test_ioeventfd_with_a_negative_bar_index_is_refused(edu_vfm):
             dev.ioeventfd(0, 0x80, 1)
         finally:
             os.close(fd)
+
+
+# -- VFIO migration (issue 15) ---------------------------------------------------
+
+MIG_ROUNDS = scaled(1000, 300)
+
+
+def test_migration_streams_raced_by_their_user(edu, bind, nobody):
+    """The user races its own transfers: a second thread reads and writes
+    each data fd while the first writes a good stream and moves on. Only a
+    whole good stream may load (the register it holds reads back), a
+    spoiled one leaves the device in RESUMING, and every error is one the
+    uAPI allows (tests/attack/migrate.c)."""
+    with Vfm(edu, mediator="regshadow", args="bar=0,range=0x0-0xff"):
+        bind(edu, VFM)
+        r = nobody(edu, "migrate", "race", MIG_ROUNDS)
+    assert r.rc == HELD, r
+    assert r["wrong"] == 0 and r["loads"] > 0 and r["spoiled"] > 0, r
+    assert r["raced_reads"] > 0, r

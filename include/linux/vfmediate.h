@@ -104,6 +104,26 @@ struct vfm_device;
  *	core compiles and publishes a table with them as a live apply does;
  *	the instance and its state stay. May sleep and access the device. A
  *	negative errno keeps the running table.
+ * @state_size: with @save_state and @load_state, makes the mediator
+ *	migration-capable: a function it is attached to when bound to
+ *	vfmediate offers VFIO migration (STOP_COPY), and the core runs the
+ *	uAPI (state machine, data files, resets). Return the most bytes
+ *	@save_state may produce (at most 16 MiB); the destination's
+ *	instance, opened with the same arguments, must answer the same.
+ * @save_state: the device is stopped (STOP -> STOP_COPY): write the
+ *	device state into the kernel buffer @buf of @size bytes and return
+ *	its length, or a negative errno. The core adds a header naming the
+ *	mediator, the length and a CRC, and serves the stream to the VMM.
+ * @load_state: RESUMING -> STOP on the destination: @buf holds the @len
+ *	bytes @save_state produced, already checked against the header (a
+ *	truncated, corrupted or foreign stream never gets here). Validate
+ *	what only the mediator can (its own version, its window), then
+ *	restore the device, through the default accessors, and the
+ *	instance's state. A negative errno keeps the device in RESUMING.
+ * @stop: optional. RUNNING -> STOP: stop the device changing its state
+ *	and memory (DMA, interrupts) until @run; a negative errno fails the
+ *	transition.
+ * @run: optional. STOP -> RUNNING: let the device run again.
  *
  * Handlers work on kernel buffers and may sleep. They run under the
  * core's SRCU read lock, never under a lock the core's writers hold, and
@@ -112,7 +132,11 @@ struct vfm_device;
  * wait for configfs or call request_module(). @open, @show and @close
  * run without it and may access the device; the configuration may change
  * while @open runs, and the core then closes the mediator and opens it
- * again.
+ * again. The migration hooks run one at a time per device, under the
+ * core's SRCU read lock like handlers, and may access the device; they
+ * use the instance of the running table, so a live apply that replaces
+ * the mediator during a migration leaves the new instance without the
+ * state (see vfmediate-mediator(9)).
  */
 struct vfm_mediator_ops {
 	const char *name;
@@ -134,6 +158,13 @@ struct vfm_mediator_ops {
 		    struct vm_area_struct *vma);
 	ssize_t (*show)(struct vfm_device *vd, void *priv, char *buf);
 	int (*retrap)(struct vfm_device *vd, void *priv);
+	size_t (*state_size)(struct vfm_device *vd, void *priv);
+	ssize_t (*save_state)(struct vfm_device *vd, void *priv, void *buf,
+			      size_t size);
+	int (*load_state)(struct vfm_device *vd, void *priv, const void *buf,
+			  size_t len);
+	int (*stop)(struct vfm_device *vd, void *priv);
+	int (*run)(struct vfm_device *vd, void *priv);
 };
 
 int vfm_register_mediator(const struct vfm_mediator_ops *ops);

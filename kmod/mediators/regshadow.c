@@ -33,6 +33,17 @@
  * others fail -EOPNOTSUPP, as config space, ROM and VGA have no
  * kernel-buffer accessor.
  *
+ * Migration: regshadow is migration-capable, so a function bound to
+ * vfmediate with it attached offers VFIO migration. Its device state is
+ * the shadow: a struct regshadow_state naming the window, the window's
+ * bytes (0 where never written), then one byte per window byte, 1 where
+ * it was written. On the destination, which must shadow the same window,
+ * every run of written bytes is written back to the device in offset
+ * order, naturally aligned 4, 2 or 1 bytes at a time (memory decoding
+ * must be on: a VMM restores config space first), and the shadow becomes
+ * the source's. Registers whose effect depends on the order or width of
+ * the source's writes need a mediator of their own.
+ *
  * Locking: a per-device mutex serializes writes with each other and with
  * show(), held across the device write and the shadow update so that the
  * shadow's last value of a register is the last value the device got.
@@ -50,6 +61,15 @@
 #include "window.h"
 
 #define REGSHADOW_MAX		SZ_64K
+#define REGSHADOW_STATE_V1	1
+
+/* The migration state: this, then the shadow, then the written mask. */
+struct regshadow_state {
+	__le32 version;
+	__le32 bar;
+	__le64 start;
+	__le64 len;
+};
 
 struct regshadow {
 	struct mutex lock;		/* protects shadow and written */
@@ -250,6 +270,94 @@ static ssize_t regshadow_show(struct vfm_device *vd, void *priv, char *buf)
 	return len;
 }
 
+static size_t regshadow_state_size(struct vfm_device *vd, void *priv)
+{
+	struct regshadow *rs = priv;
+
+	return sizeof(struct regshadow_state) + 2 * rs->w.len;
+}
+
+static ssize_t regshadow_save_state(struct vfm_device *vd, void *priv,
+				    void *buf, size_t size)
+{
+	size_t total = regshadow_state_size(vd, priv);
+	struct regshadow_state *st = buf;
+	struct regshadow *rs = priv;
+	u8 *shadow = buf + sizeof(*st);
+	u8 *mask = shadow + rs->w.len;
+	u64 i;
+
+	if (size < total)
+		return -ENOSPC;
+	st->version = cpu_to_le32(REGSHADOW_STATE_V1);
+	st->bar = cpu_to_le32(rs->w.bar);
+	st->start = cpu_to_le64(rs->w.start);
+	st->len = cpu_to_le64(rs->w.len);
+	mutex_lock(&rs->lock);
+	regshadow_sync(rs);
+	for (i = 0; i < rs->w.len; i++) {
+		mask[i] = test_bit(i, rs->written);
+		shadow[i] = mask[i] ? rs->shadow[i] : 0;
+	}
+	mutex_unlock(&rs->lock);
+	return total;
+}
+
+/* Is @buf a state of this window, with a mask of 0s and 1s only? */
+static bool regshadow_state_valid(struct regshadow *rs, const void *buf,
+				  size_t len)
+{
+	const struct regshadow_state *st = buf;
+	const u8 *mask = buf + sizeof(*st) + rs->w.len;
+	u64 i;
+
+	if (len != sizeof(*st) + 2 * rs->w.len ||
+	    le32_to_cpu(st->version) != REGSHADOW_STATE_V1 ||
+	    le32_to_cpu(st->bar) != rs->w.bar ||
+	    le64_to_cpu(st->start) != rs->w.start ||
+	    le64_to_cpu(st->len) != rs->w.len)
+		return false;
+	for (i = 0; i < rs->w.len; i++)
+		if (mask[i] > 1)
+			return false;
+	return true;
+}
+
+/*
+ * Write every run of written bytes back to the device, in offset order;
+ * the shadow then holds what the device got. A failed write leaves the
+ * runs before it in the shadow and the device.
+ */
+static int regshadow_load_state(struct vfm_device *vd, void *priv,
+				const void *buf, size_t len)
+{
+	struct regshadow *rs = priv;
+	const u8 *shadow = buf + sizeof(struct regshadow_state);
+	const u8 *mask = shadow + rs->w.len;
+	u64 from, to;
+	ssize_t ret = 0;
+
+	if (!regshadow_state_valid(rs, buf, len))
+		return -EINVAL;
+	mutex_lock(&rs->lock);
+	regshadow_sync(rs);
+	bitmap_zero(rs->written, rs->w.len);
+	for (from = 0; from < rs->w.len; from = to) {
+		for (to = from; to < rs->w.len && mask[to] == mask[from]; to++)
+			;
+		if (!mask[from])
+			continue;
+		ret = vfm_default_write(vd, rs->w.bar, shadow + from, to - from,
+					rs->w.start + from);
+		if (ret < 0)
+			break;
+		regshadow_record(rs, rs->w.bar, rs->w.start + from, shadow + from,
+				 to - from);
+	}
+	mutex_unlock(&rs->lock);
+	return ret < 0 ? ret : 0;
+}
+
 static const struct vfm_mediator_ops regshadow_ops = {
 	.name		= "regshadow",
 	.owner		= THIS_MODULE,
@@ -260,6 +368,9 @@ static const struct vfm_mediator_ops regshadow_ops = {
 	.write		= regshadow_write,
 	.reset		= regshadow_reset,
 	.show		= regshadow_show,
+	.state_size	= regshadow_state_size,
+	.save_state	= regshadow_save_state,
+	.load_state	= regshadow_load_state,
 };
 
 module_vfm_mediator(regshadow_ops);

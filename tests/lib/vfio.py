@@ -180,6 +180,14 @@ VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9      # 6.12 only
 VFIO_DEVICE_FEATURE_BUS_MASTER = 10        # 6.12 only
 FEATURE_MIGRATION = VFIO_DEVICE_FEATURE_MIGRATION
 
+VFIO_DEVICE_STATE_ERROR = 0
+VFIO_DEVICE_STATE_STOP = 1
+VFIO_DEVICE_STATE_RUNNING = 2
+VFIO_DEVICE_STATE_STOP_COPY = 3
+VFIO_DEVICE_STATE_RESUMING = 4
+VFIO_DEVICE_STATE_RUNNING_P2P = 5
+VFIO_DEVICE_STATE_PRE_COPY = 6
+
 VFIO_MIGRATION_STOP_COPY = 1 << 0
 VFIO_MIGRATION_P2P = 1 << 1
 VFIO_MIGRATION_PRE_COPY = 1 << 2
@@ -1173,6 +1181,27 @@ class Device:
     def migration_flags(self) -> int:
         """GET VFIO_DEVICE_FEATURE_MIGRATION (raises if unsupported)."""
         out = self.feature(VFIO_DEVICE_FEATURE_MIGRATION |
+                           VFIO_DEVICE_FEATURE_GET, out_size=8)
+        return struct.unpack_from("=Q", out, 0)[0]
+
+    def mig_state(self) -> int:
+        """GET VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE: the state's number."""
+        out = self.feature(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE |
+                           VFIO_DEVICE_FEATURE_GET, out_size=8)
+        return struct.unpack_from("=I", out, 0)[0]
+
+    def set_mig_state(self, state: int) -> Optional[int]:
+        """SET VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE; the data fd of a
+        transfer the transition starts (the caller closes it), else None."""
+        out = self.feature(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE |
+                           VFIO_DEVICE_FEATURE_SET,
+                           data=struct.pack("=Ii", state, -1))
+        fd = struct.unpack_from("=i", out, 4)[0]
+        return None if fd < 0 else fd
+
+    def mig_data_size(self) -> int:
+        """GET VFIO_DEVICE_FEATURE_MIG_DATA_SIZE (6.3 and later)."""
+        out = self.feature(VFIO_DEVICE_FEATURE_MIG_DATA_SIZE |
                            VFIO_DEVICE_FEATURE_GET, out_size=8)
         return struct.unpack_from("=Q", out, 0)[0]
 
