@@ -16,8 +16,14 @@ inside the test guest, on two of the guest's edu functions, A and B:
   (``-incoming defer``, ``migrate-incoming``), the migrated vfmtiny reads
   the registers again on B when it gets a byte on its serial port: they
   hold what the source wrote on A (B held other values before), and B's
-  shadow lists those dwords. edu itself has no migration state in QEMU:
-  only regshadow's restore puts the values on B.
+  shadow lists those dwords. Nothing else writes B's registers: the
+  values come from regshadow's restore.
+
+QEMU 10 wants enable-migration=on here: by default (auto) it blocks
+migration of a device without dirty page tracking of its own (DMA
+logging), which vfmediate does not offer ("VFIO device doesn't support
+device and IOMMU dirty tracking"); with "on" it only warns and falls
+back to the type1 IOMMU's, which reports every pinned page dirty.
 
 Without a mediator that can migrate (a configfs directory without one,
 or regshadow attached only after the bind), QEMU must refuse as it does
