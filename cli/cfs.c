@@ -303,6 +303,8 @@ struct json_object *cfs_device(const char *bdf)
 	add_attr(o, "warning", p);
 	dev_path(p, sizeof(p), bdf, "table_bytes");
 	add_u64_attr(o, "table_bytes", p);
+	dev_path(p, sizeof(p), bdf, "migration");
+	add_attr(o, "migration", p);
 	return o;
 }
 

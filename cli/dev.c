@@ -32,6 +32,7 @@ static void show_text(struct json_object *devs)
 		const char *med = jstr(d, "mediator");
 		const char *args = jstr(d, "mediator_args");
 		const char *e = jstr(d, "error"), *w = jstr(d, "warning");
+		const char *m = jstr(d, "migration");
 
 		printf("%s: state %s configured %s mediator %s",
 		       jstr(d, "device"), str_or(jstr(d, "state"), "?"),
@@ -39,9 +40,12 @@ static void show_text(struct json_object *devs)
 		       med && *med ? med : "-");
 		if (args && *args)
 			printf(" args '%s'", args);
-		printf(" generation %lld pending %s\n",
+		printf(" generation %lld pending %s",
 		       (long long)jint(d, "generation"),
 		       yesno(jbool(d, "pending")));
+		if (m && *m && strcmp(m, "none"))
+			printf(" migration %s", m);
+		printf("\n");
 		if (e && *e)
 			printf("    error: %s\n", e);
 		if (w && *w)

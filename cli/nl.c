@@ -26,6 +26,11 @@ struct vnl {
 
 static const char *const dev_states[] = { "absent", "bound", "open" };
 
+/* enum vfio_device_mig_state, as the configfs "migration" attribute says. */
+static const char *const mig_states[] = {
+	"error", "stop", "running", "stop_copy", "resuming",
+};
+
 static const char *const event_names[] = {
 	[VFMEDIATE_EVENT_UNSPEC] = "unknown",
 	[VFMEDIATE_EVENT_BOUND] = "bound",
@@ -309,6 +314,12 @@ static int dev_reply(struct nlattr **tb, struct json_object *out)
 		jadd_str(o, "warning", "");
 	put_u64(o, "table_bytes", tb[VFMEDIATE_A_DEV_TABLE_BYTES]);
 	put_u64(o, "resets", tb[VFMEDIATE_A_DEV_RESETS]);
+	if (!get_u8(tb[VFMEDIATE_A_DEV_MIGRATION], &st))
+		jadd_str(o, "migration", "none");
+	else if (st < sizeof(mig_states) / sizeof(mig_states[0]))
+		jadd_str(o, "migration", mig_states[st]);
+	else
+		jadd_str(o, "migration", "unknown");
 	json_object_array_add(out, o);
 	return 0;
 }

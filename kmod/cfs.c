@@ -213,6 +213,23 @@ static ssize_t vfm_dev_state_show(struct config_item *item, char *page)
 	return sysfs_emit(page, "%s\n", state);
 }
 
+/*
+ * Whether the function offers VFIO migration (decided at bind, see
+ * migrate.c), and where its state machine is. Read without the
+ * migration lock: a transition may be under way.
+ */
+static ssize_t vfm_dev_migration_show(struct config_item *item, char *page)
+{
+	struct vfm_cfg_dev *dev = to_cfg_dev(item);
+	const char *state = "none";
+
+	mutex_lock(&vfm_config_lock);
+	if (dev->vd && dev->vd->core.vdev.mig_ops)
+		state = vfm_mig_state_name(READ_ONCE(dev->vd->mig_state));
+	mutex_unlock(&vfm_config_lock);
+	return sysfs_emit(page, "%s\n", state);
+}
+
 static ssize_t vfm_dev_generation_show(struct config_item *item, char *page)
 {
 	struct vfm_cfg_dev *dev = to_cfg_dev(item);
@@ -368,6 +385,7 @@ CONFIGFS_ATTR(vfm_dev_, mediator_args);
 CONFIGFS_ATTR_WO(vfm_dev_, apply);
 CONFIGFS_ATTR_RO(vfm_dev_, mediator_state);
 CONFIGFS_ATTR_RO(vfm_dev_, state);
+CONFIGFS_ATTR_RO(vfm_dev_, migration);
 CONFIGFS_ATTR_RO(vfm_dev_, generation);
 CONFIGFS_ATTR_RO(vfm_dev_, pending);
 CONFIGFS_ATTR_RO(vfm_dev_, error);
@@ -382,6 +400,7 @@ static struct configfs_attribute *vfm_dev_attrs[] = {
 	&vfm_dev_attr_apply,
 	&vfm_dev_attr_mediator_state,
 	&vfm_dev_attr_state,
+	&vfm_dev_attr_migration,
 	&vfm_dev_attr_generation,
 	&vfm_dev_attr_pending,
 	&vfm_dev_attr_error,
@@ -562,6 +581,8 @@ static void vfm_fill_dev_info(struct vfm_cfg_dev *dev, struct vfm_device *vd,
 	info->state = vd->open ? VFMEDIATE_DEV_OPEN : VFMEDIATE_DEV_BOUND;
 	strscpy(info->warning, vd->warning, sizeof(info->warning));
 	info->resets = atomic64_read(&vd->resets);
+	info->migratable = !!vd->core.vdev.mig_ops;
+	info->mig_state = READ_ONCE(vd->mig_state);
 	if (!vd->open)
 		return;
 	info->generation = vd->table_gen;

@@ -37,7 +37,12 @@
  * and wait for memory_lock. A reset (reset_done(), with memory_lock held
  * for writing) must not wait for @mig_lock, whose holder may wait for
  * memory_lock in the mediator: it only marks the reset, and the holder of
- * @mig_lock acts on it as it unlocks.
+ * @mig_lock acts on it as it unlocks. Acting on a reset may happen under
+ * memory_lock, so it must not wait for a file's lock either, held across
+ * a user copy that may wait for memory_lock: it only flags the files
+ * void, and their buffers go when the files do. Nor does the mediator run
+ * under a file's lock: RESUMING takes the written stream out of its file
+ * before load_state() sees it.
  */
 #include <linux/anon_inodes.h>
 #include <linux/crc32.h>
@@ -82,6 +87,23 @@ bool vfm_mig_capable(const struct vfm_mediator_ops *ops)
 	return ops && ops->state_size && ops->save_state && ops->load_state;
 }
 
+/* For the device's configfs "migration" attribute. */
+const char *vfm_mig_state_name(enum vfio_device_mig_state state)
+{
+	switch (state) {
+	case VFIO_DEVICE_STATE_STOP:
+		return "stop";
+	case VFIO_DEVICE_STATE_RUNNING:
+		return "running";
+	case VFIO_DEVICE_STATE_STOP_COPY:
+		return "stop_copy";
+	case VFIO_DEVICE_STATE_RESUMING:
+		return "resuming";
+	default:
+		return "error";
+	}
+}
+
 /*
  * Under @vd->mig_lock: why the transition fails, for the device's "error"
  * once the SRCU read section is over (vfm_mig_set_state()).
@@ -95,7 +117,7 @@ static void vfm_mig_error(struct vfm_device *vd, const char *why, int err)
 static void vfm_mig_file_end(struct vfm_mig_file *migf)
 {
 	mutex_lock(&migf->lock);
-	migf->disabled = true;
+	WRITE_ONCE(migf->disabled, true);
 	kvfree(migf->data);
 	migf->data = NULL;
 	migf->len = 0;
@@ -124,7 +146,7 @@ static ssize_t vfm_mig_read(struct file *filp, char __user *buf, size_t len,
 	pos = &filp->f_pos;
 
 	mutex_lock(&migf->lock);
-	if (migf->disabled) {
+	if (READ_ONCE(migf->disabled)) {
 		ret = -ENODEV;
 		goto out;
 	}
@@ -154,7 +176,7 @@ static ssize_t vfm_mig_write(struct file *filp, const char __user *buf,
 	pos = &filp->f_pos;
 
 	mutex_lock(&migf->lock);
-	if (migf->disabled) {
+	if (READ_ONCE(migf->disabled)) {
 		ret = -ENODEV;
 		goto out;
 	}
@@ -213,8 +235,12 @@ err:
 	return ERR_PTR(-ENOMEM);
 }
 
-/* Under @vd->mig_lock: end both transfers, drop the core's references. */
-static void vfm_mig_files_end(struct vfm_device *vd)
+/*
+ * Under @vd->mig_lock: end both transfers, drop the core's references.
+ * @reset: acting on a reset, maybe under memory_lock: do not wait for a
+ * file's lock (see the top); read() and write() see the flag.
+ */
+static void vfm_mig_files_end(struct vfm_device *vd, bool reset)
 {
 	struct vfm_mig_file **files[] = { &vd->mig_save, &vd->mig_resume };
 	int i;
@@ -222,7 +248,10 @@ static void vfm_mig_files_end(struct vfm_device *vd)
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		if (!*files[i])
 			continue;
-		vfm_mig_file_end(*files[i]);
+		if (reset)
+			WRITE_ONCE((*files[i])->disabled, true);
+		else
+			vfm_mig_file_end(*files[i]);
 		fput((*files[i])->filp);
 		*files[i] = NULL;
 	}
@@ -347,13 +376,27 @@ static const char *vfm_mig_check(const u8 *data, size_t len, const char *name)
 	return NULL;
 }
 
-/* RESUMING -> STOP: check the stream whole, then hand it to the mediator. */
+/*
+ * RESUMING -> STOP: take the stream out of its file, which takes no more
+ * writes from now on, check it whole, then hand it to the mediator.
+ */
 static int vfm_mig_load(struct vfm_device *vd)
 {
 	struct vfm_mig_file *migf = vd->mig_resume;
+	const size_t hdr = sizeof(struct vfm_mig_header);
 	const struct vfm_table *tbl;
 	const char *why;
+	size_t len;
 	int idx, ret;
+	u8 *data;
+
+	mutex_lock(&migf->lock);
+	WRITE_ONCE(migf->disabled, true);
+	data = migf->data;
+	len = migf->len;
+	migf->data = NULL;
+	migf->len = 0;
+	mutex_unlock(&migf->lock);
 
 	idx = srcu_read_lock(&vd->srcu);
 	tbl = vfm_mig_table(vd);
@@ -361,21 +404,18 @@ static int vfm_mig_load(struct vfm_device *vd)
 		ret = vfm_mig_no_state(vd, tbl);
 		goto out;
 	}
-	mutex_lock(&migf->lock);
-	why = vfm_mig_check(migf->data, migf->len, tbl->mops->name);
+	why = vfm_mig_check(data, len, tbl->mops->name);
 	if (why) {
 		ret = -EINVAL;
 		vfm_mig_error(vd, why, ret);
-	} else {
-		ret = tbl->mops->load_state(vd, tbl->mpriv,
-					    migf->data + sizeof(struct vfm_mig_header),
-					    migf->len - sizeof(struct vfm_mig_header));
-		if (ret)
-			vfm_mig_error(vd, "the mediator refused the state", ret);
+		goto out;
 	}
-	mutex_unlock(&migf->lock);
+	ret = tbl->mops->load_state(vd, tbl->mpriv, data + hdr, len - hdr);
+	if (ret)
+		vfm_mig_error(vd, "the mediator refused the state", ret);
 out:
 	srcu_read_unlock(&vd->srcu, idx);
+	kvfree(data);
 	return ret;
 }
 
@@ -413,14 +453,14 @@ static struct file *vfm_mig_step(struct vfm_device *vd,
 	if (cur == VFIO_DEVICE_STATE_STOP && next == VFIO_DEVICE_STATE_RESUMING)
 		return vfm_mig_resume(vd);
 	if (cur == VFIO_DEVICE_STATE_STOP_COPY && next == VFIO_DEVICE_STATE_STOP) {
-		vfm_mig_files_end(vd);
+		vfm_mig_files_end(vd, false);
 		return NULL;
 	}
 	if (cur == VFIO_DEVICE_STATE_RESUMING && next == VFIO_DEVICE_STATE_STOP) {
 		int ret = vfm_mig_load(vd);
 
 		if (!ret)
-			vfm_mig_files_end(vd);
+			vfm_mig_files_end(vd, false);
 		return ERR_PTR(ret);
 	}
 	/* vfio_mig_get_next_state() gives no other arc for our flags. */
@@ -436,7 +476,7 @@ again:
 		vd->mig_reset = false;
 		spin_unlock(&vd->mig_reset_lock);
 		vd->mig_state = VFIO_DEVICE_STATE_RUNNING;
-		vfm_mig_files_end(vd);
+		vfm_mig_files_end(vd, true);
 		goto again;
 	}
 	mutex_unlock(&vd->mig_lock);
@@ -534,7 +574,7 @@ void vfm_mig_reset_state(struct vfm_device *vd)
 		return;
 	mutex_lock(&vd->mig_lock);
 	vd->mig_state = VFIO_DEVICE_STATE_RUNNING;
-	vfm_mig_files_end(vd);
+	vfm_mig_files_end(vd, false);
 	vfm_mig_unlock(vd);
 }
 

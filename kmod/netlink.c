@@ -101,6 +101,8 @@ static int vfm_nl_fill_dev(struct sk_buff *skb, const struct vfm_dev_info *di,
 	    nla_put_string(skb, VFMEDIATE_A_DEV_WARNING, di->warning) ||
 	    vfm_nl_put_u64(skb, VFMEDIATE_A_DEV_TABLE_BYTES, di->table_bytes) ||
 	    vfm_nl_put_u64(skb, VFMEDIATE_A_DEV_RESETS, di->resets) ||
+	    (di->migratable &&
+	     nla_put_u8(skb, VFMEDIATE_A_DEV_MIGRATION, di->mig_state)) ||
 	    (di->mediator[0] &&
 	     (nla_put_string(skb, VFMEDIATE_A_MED_NAME, di->mediator) ||
 	      nla_put_string(skb, VFMEDIATE_A_MED_ARGS, di->args)))) {

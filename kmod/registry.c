@@ -156,6 +156,12 @@ static ssize_t vfm_med_ops_show(struct config_item *item, char *page)
 		{ offsetof(struct vfm_mediator_ops, reset), "reset" },
 		{ offsetof(struct vfm_mediator_ops, mmap), "mmap" },
 		{ offsetof(struct vfm_mediator_ops, show), "show" },
+		{ offsetof(struct vfm_mediator_ops, retrap), "retrap" },
+		{ offsetof(struct vfm_mediator_ops, state_size), "state_size" },
+		{ offsetof(struct vfm_mediator_ops, save_state), "save_state" },
+		{ offsetof(struct vfm_mediator_ops, load_state), "load_state" },
+		{ offsetof(struct vfm_mediator_ops, stop), "stop" },
+		{ offsetof(struct vfm_mediator_ops, run), "run" },
 	};
 	int i, len = 0;
 

@@ -519,6 +519,8 @@ struct vfm_dev_info {
 	u64 generation;
 	u64 table_bytes;
 	u64 resets;
+	bool migratable;	/* offers VFIO migration */
+	u8 mig_state;		/* enum vfio_device_mig_state */
 	char error[VFM_ERR_LEN];
 	char warning[VFM_ERR_LEN];
 };
@@ -555,6 +557,7 @@ void vfm_policy_set_error(struct vfm_device *vd, const char *text);
 
 /* migrate.c */
 bool vfm_mig_capable(const struct vfm_mediator_ops *ops);
+const char *vfm_mig_state_name(enum vfio_device_mig_state state);
 void vfm_mig_init(struct vfm_device *vd);
 void vfm_mig_enable(struct vfm_device *vd);
 void vfm_mig_destroy(struct vfm_device *vd);

@@ -243,6 +243,7 @@ def show_matches_configfs(bdf, d):
     assert d["pending"] == (cfs(bdf, "pending") == "1")
     assert d["error"] == cfs(bdf, "error")
     assert d["warning"] == cfs(bdf, "warning")
+    assert d["migration"] == cfs(bdf, "migration")
 
 
 def test_attach_show_detach(cli, edu_cli):

@@ -24,7 +24,7 @@ import pytest
 
 from budget import scaled
 from policy import EDU_ID, EDU_ID_VALUE, EDU_LIVE, PAGE
-from vfio import BAR0, Device, VfioError, mmio_read32
+from vfio import BAR0, VfioError, mmio_read32, opened
 from vfm import Module, Vfm
 from vfmnl import A, Nl
 
@@ -68,12 +68,6 @@ def audit_counts(v):
         assert m, f"bad audit line {line!r}"
         out[m[1]] = tuple(int(x) for x in m.groups()[1:])
     return out
-
-
-def opened(bdf):
-    dev = Device(bdf)
-    dev.enable_bus_master()
-    return dev
 
 
 # -- rules come and go ---------------------------------------------------------

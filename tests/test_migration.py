@@ -18,7 +18,9 @@ middle of a transfer are checked against the uAPI's words. The guest
 needs two edu functions (tests/vm/run --edu 2, as tests/run-suite does).
 """
 import errno
+import json
 import os
+import subprocess
 
 import pytest
 
@@ -117,15 +119,39 @@ def registers(dev):
 
 def test_offered_only_with_a_migration_capable_mediator(edus, bind):
     a, b = edus
-    with Vfm(a, mediator="regshadow", args=WINDOW), Vfm(b, mediator="nop"):
+    with Vfm(a, mediator="regshadow", args=WINDOW) as ca, \
+            Vfm(b, mediator="nop") as cb:
+        assert ca.read("migration") == cb.read("migration") == "none"
         bind(a, "vfmediate")
         bind(b, "vfmediate")
+        assert ca.read("migration") == "running"
+        assert cb.read("migration") == "none"
         with Device(a) as dev:
             assert dev.migration_flags() == vfio.VFIO_MIGRATION_STOP_COPY
             assert dev.mig_state() == ST.VFIO_DEVICE_STATE_RUNNING
+            dev.set_mig_state(ST.VFIO_DEVICE_STATE_STOP)
+            assert ca.read("migration") == "stop"
+        # The last close makes it run again.
+        assert ca.read("migration") == "running"
         with Device(b) as dev:
             assert dev.probe_feature(vfio.FEATURE_MIGRATION) == errno.ENOTTY
             assert errno_of(dev.mig_state) == errno.ENOTTY
+
+
+def test_operators_see_it(edus, bind):
+    """The CLI reports the attribute, by netlink and by configfs alike."""
+    from test_cli import CLI
+    a = edus[0]
+    with Vfm(a, mediator="regshadow", args=WINDOW):
+        bind(a, "vfmediate")
+        with Device(a) as dev:
+            dev.set_mig_state(ST.VFIO_DEVICE_STATE_STOP)
+            out = subprocess.run([CLI, "-j", "show", a], capture_output=True,
+                                 text=True, check=True).stdout
+            assert json.loads(out)[0]["migration"] == "stop"
+            out = subprocess.run([CLI, "show", a], capture_output=True,
+                                 text=True, check=True).stdout
+            assert " pending no migration stop\n" in out, out
 
 
 def test_decided_at_bind(edus, bind):
@@ -133,7 +159,8 @@ def test_decided_at_bind(edus, bind):
     migratable: vfio takes the migration ops at registration only."""
     a = edus[0]
     bind(a, "vfmediate")
-    with Vfm(a, mediator="regshadow", args=WINDOW):
+    with Vfm(a, mediator="regshadow", args=WINDOW) as ca:
+        assert ca.read("migration") == "none"
         with Device(a) as dev:
             assert dev.probe_feature(vfio.FEATURE_MIGRATION) == errno.ENOTTY
 
@@ -198,6 +225,7 @@ def test_bad_stream_is_refused_and_changes_nothing(pair, kind):
             assert errno_of(dst.set_mig_state, ST.VFIO_DEVICE_STATE_STOP) \
                 == errno.EINVAL
             assert dst.mig_state() == ST.VFIO_DEVICE_STATE_RESUMING
+            assert cb.read("migration") == "resuming"
             assert registers(dst) == before
             assert cb.error.startswith("migration: the stream"), cb.error
         finally:
@@ -233,10 +261,11 @@ def test_unsupported_states_are_refused(pair, state):
 
 
 def test_data_fds_end_with_their_transfer(pair):
-    (a, _), _ = pair
+    (a, _), (ca, _) = pair
     with Device(a) as dev:
         dev.set_mig_state(ST.VFIO_DEVICE_STATE_STOP)
         fd = dev.set_mig_state(ST.VFIO_DEVICE_STATE_STOP_COPY)
+        assert ca.read("migration") == "stop_copy"
         try:
             assert errno_of(os.lseek, fd, 0, os.SEEK_SET) == errno.ESPIPE
             assert errno_of(os.write, fd, b"x") == errno.EBADF

@@ -15,6 +15,26 @@ run after run.
 A fingerprint that is equal but wrong under both drivers would prove
 nothing, so the vfio-pci one is also checked against known device facts;
 and a few behaviours are tested on their own under each driver.
+
+The same fingerprint is also compared with vfmediate running with a
+configfs device directory (test_fingerprint_parity_configured):
+- "empty": a directory with no mediator and no rule runs no table
+  (generation 0): the fingerprint must be identical.
+- "untouched": rules on a page of BAR0 the fingerprint never reads,
+  writes or maps by itself (edu: 0x80000; the NVMe VF: its doorbell page
+  0x1000): a deny rule for reads and a plain pass rule, neither of which
+  refuses ioeventfds (no write rule but a plain pass). Exactly three
+  leaves may differ, and are checked to differ exactly as documented
+  (vfmediate-configfs(5), MMAP): BAR0's region info, asked with the
+  right and with a large argsz (flags gain VFIO_REGION_INFO_FLAG_CAPS; a
+  VFIO_REGION_INFO_CAP_SPARSE_MMAP capability lists the pages no rule
+  touches, the other capabilities stay as they were; argsz grows by the
+  new capability's size), and the mmap of the whole of BAR0, which takes
+  in the ruled page (EINVAL). Everything else, mmaps of BAR0's first and
+  last pages included, is identical. Checked to fail: with the read rule
+  moved onto a register the fingerprint reads, with the whole-BAR mmap
+  left out of the leaves that may differ, and with the expected sparse
+  areas shifted by a page.
 """
 import errno
 import os
@@ -25,7 +45,9 @@ import parity
 import pci
 import vfio
 from parity import (BAR0, CONFIG, EDU_ID_VALUE, NVME_VS, NVME_VS_1_4, ok)
+from policy import mmap_areas
 from vfio import Device, IRQ_MSI, IRQ_MSIX, IRQ_REQ
+from vfm import Vfm
 
 DRIVERS = ("vfio-pci", "vfmediate")
 KINDS = {"edu": "edu", "nvme": "nvme_vf"}      # kind -> fixture name
@@ -115,6 +137,87 @@ def test_fingerprint_parity(target, bind):
         "script does not pin down):\n" + "\n".join(unstable))
     d = parity.diff(fps[0], fps[1], ("vfio-pci", "vfmediate"))
     assert not d, "vfmediate differs from vfio-pci:\n" + "\n".join(d)
+
+
+# kind -> rules on a BAR0 page the fingerprint does not touch:
+# (name, start, size, action, access)
+UNTOUCHED = {
+    "edu": [("far-r", 0x80000, 4, "deny", "r"),
+            ("far-pass", 0x80100, 8, "pass", "rw")],
+    "nvme": [("sq0-r", 0x1000, 4, "deny", "r"),
+             ("cq1-pass", 0x100C, 4, "pass", "rw")],
+}
+# what those rules may change, and nothing else
+RULED_LEAVES = {"info.regions.bar0", "info.bar0_info_big_argsz",
+                "mmap.bar0.whole"}
+
+
+def sparse_areas(caps):
+    """The areas of a fingerprint's sparse-mmap capability, or None."""
+    for cid, _, _, raw in caps:
+        if cid == vfio.VFIO_REGION_INFO_CAP_SPARSE_MMAP:
+            p = bytes.fromhex(raw)[8:]
+            nr = int.from_bytes(p[:4], "little")
+            return [(int.from_bytes(p[8 + 16 * i:16 + 16 * i], "little"),
+                     int.from_bytes(p[16 + 16 * i:24 + 16 * i], "little"))
+                    for i in range(nr)]
+    return None
+
+
+def payloads(caps):
+    """(id, version, payload) of the capabilities, not where they sit
+    (the last one's bytes run to the end of the buffer: its zeros)."""
+    return sorted((cid, ver, bytes.fromhex(raw)[8:].rstrip(b"\0").hex())
+                  for cid, ver, _, raw in caps
+                  if cid != vfio.VFIO_REGION_INFO_CAP_SPARSE_MMAP)
+
+
+def check_ruled_region(plain, ruled, rules, argsz=None):
+    """BAR0's region info with rules, against vfio-pci's; @argsz: the
+    one the fingerprint gave, large enough for every capability."""
+    size = plain["size"]
+    areas = mmap_areas(size, [(s, s + n) for _, s, n, _, _ in rules])
+    assert (ruled["size"], ruled["offset"]) == (size, plain["offset"])
+    assert ruled["flags"] == plain["flags"] | vfio.VFIO_REGION_INFO_FLAG_CAPS
+    assert sparse_areas(plain["caps"]) is None
+    assert sparse_areas(ruled["caps"]) == areas
+    assert payloads(ruled["caps"]) == payloads(plain["caps"])
+    if argsz:                           # room enough: left as given
+        assert ruled["argsz"] == plain["argsz"] == argsz
+    else:                               # what the capability adds
+        assert ruled["argsz"] == max(plain["argsz"], 32) + 16 + \
+            16 * len(areas)
+
+
+@pytest.mark.parametrize("config", ["empty", "untouched"])
+def test_fingerprint_parity_configured(target, bind, config):
+    """vfmediate with a configfs directory: no rule (identical) or rules
+    on a page the fingerprint never touches (identical but for what the
+    rules change: see the top)."""
+    kind, bdf = target
+    bind(bdf, "vfio-pci")
+    plain = parity.fingerprint(bdf, kind)
+    bind(bdf, "vfmediate")
+    rules = UNTOUCHED[kind] if config == "untouched" else []
+    with Vfm(bdf) as v:
+        for name, start, size, action, access in rules:
+            v.add_rule("bar0", name, f"{start:#x}+{size}", action,
+                       access=access)
+        ruled = parity.fingerprint(bdf, kind)
+        with Device(bdf):           # a table runs only with rules
+            assert (v.generation != 0) == bool(rules)
+        assert all(v.rule("bar0", r[0]).hits == 0 for r in rules)
+    d = parity.diff(plain, ruled, ("vfio-pci", "vfmediate"))
+    leaves = {ln.split(":")[0] for ln in d}
+    want = RULED_LEAVES if rules else set()
+    assert leaves == want, "\n".join(d)
+    if rules:
+        info, info2 = plain["info"], ruled["info"]
+        check_ruled_region(ok(info["regions"]["bar0"]),
+                           ok(info2["regions"]["bar0"]), rules)
+        check_ruled_region(ok(info["bar0_info_big_argsz"]),
+                           ok(info2["bar0_info_big_argsz"]), rules, 512)
+        assert ruled["mmap"]["bar0"]["whole"] == ("errno", "EINVAL")
 
 
 def test_fingerprint_diff_sees_differences(edu, bind):

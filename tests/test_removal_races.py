@@ -53,7 +53,7 @@ VF_TOKEN = "5a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d"
 # kmod/mediators/ that can be attached, with their arguments (None: a
 # window on BAR0's last page).
 MEDIATORS = {"audit": "regions=config", "nop": None, "devread": None,
-             "regshadow": None, "ondemand": None}
+             "regshadow": None, "ondemand": None, "recorder": "hide-mmap"}
 BUSY = (errno.EAGAIN, errno.EBUSY)
 # What the hammer's accesses may fail with: EACCES from the churn's deny
 # rule (applied live); nothing else.
@@ -64,15 +64,18 @@ CHURN_ERRORS = {errno.EBUSY}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "race", "hammer.c")
+SRCS = [SRC, os.path.join(HERE, "attack", "common.c"),
+        os.path.join(HERE, "attack", "common.h")]
 BIN = os.path.join(HERE, "..", "build", "race", "hammer")
 
 
 def hammer_binary():
     """tests/run-suite builds it on the host; build it here if not."""
-    if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(SRC):
+    newest = max(os.path.getmtime(s) for s in SRCS)
+    if not os.path.exists(BIN) or os.path.getmtime(BIN) < newest:
         os.makedirs(os.path.dirname(BIN), exist_ok=True)
         subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread",
-                        "-o", BIN, SRC], check=True)
+                        "-o", BIN] + SRCS[:2], check=True)
     return BIN
 
 

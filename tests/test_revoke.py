@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from policy import EDU_ID, EDU_ID_VALUE, EDU_LIVE, PAGE
-from vfio import BAR0, Device, VfioError, mmio_read32, mmio_write32
+from vfio import BAR0, VfioError, mmio_read32, mmio_write32, opened
 from vfm import Vfm
 
 pytestmark = pytest.mark.usefixtures("no_config_left")
@@ -59,12 +59,6 @@ def apply(v, what="1"):
     except OSError as e:
         return errno.errorcode[e.errno]
     return None
-
-
-def opened(bdf):
-    dev = Device(bdf)
-    dev.enable_bus_master()
-    return dev
 
 
 def test_revoke_takes_only_the_ruled_page(edu_vfm):

@@ -46,6 +46,7 @@ const char *errname(int err)
 	case EFAULT: return "EFAULT";
 	case EBUSY: return "EBUSY";
 	case EEXIST: return "EEXIST";
+	case ENXIO: return "ENXIO";
 	case ENODEV: return "ENODEV";
 	case EINVAL: return "EINVAL";
 	case ENOSPC: return "ENOSPC";

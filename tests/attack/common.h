@@ -6,7 +6,8 @@
  * userfaultfd that stops the kernel's first copy of an argument.
  *
  * Every program is built with: cc -O2 -Wall -Wextra -Werror -pthread
- * prog.c common.c
+ * prog.c common.c (so are tests/race/hammer.c, which uses errname(), and
+ * the fuzzer, tests/fuzz/)
  */
 #ifndef VFM_ATTACK_COMMON_H
 #define VFM_ATTACK_COMMON_H

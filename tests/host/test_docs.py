@@ -31,7 +31,8 @@ MEDIATORS = os.path.join(TOP, "kmod", "mediators")
 AUDIT_C = os.path.join(MEDIATORS, "audit.c")
 TEST_ONLY = {"selftest.c",       # not a mediator: a registration self-test
              "devread.c",       # a mediator for the API tests only
-             "ondemand.c"}      # one for the retrap tests only
+             "ondemand.c",      # one for the retrap tests only
+             "recorder.c"}      # records the dispatch paths, for tests
 
 
 def _read(path):
@@ -98,6 +99,19 @@ def test_man_example_is_audit_c():
     # And back: the code a reader copies from the page is the file.
     code = [roff_unescape(ln) for ln in got[2:-1]]
     assert "\n".join(code) + "\n" == _read(AUDIT_C)
+
+
+def test_man_migration_example_is_regshadow_c():
+    """The migration example is regshadow's code, verbatim, in two pieces
+    of the file (its state header, then its migration functions)."""
+    got = example_block(_read(MAN9), "regshadow.c migration")
+    assert got[:2] == [".EX", ".ta T 8n"] and got[-1] == ".EE"
+    code = "\n".join(roff_unescape(ln) for ln in got[2:-1])
+    source = _read(os.path.join(MEDIATORS, "regshadow.c"))
+    pieces = code.split("\n\n", 1)
+    assert len(pieces) == 2 and all(p in source for p in pieces), (
+        "the migration example in man/vfmediate-mediator.9 is no longer "
+        "a copy of kmod/mediators/regshadow.c")
 
 
 def test_man_documents_the_api():

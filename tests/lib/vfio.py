@@ -1402,6 +1402,19 @@ class Device:
         self.config_write16(0x04, cmd | 0x4 | (0x2 if memory else 0))
 
 
+def opened(bdf: str) -> Device:
+    """``Device(bdf)`` with memory decoding and bus mastering on, as a
+    VFIO user that drives the device sets them; use it as a context
+    manager."""
+    dev = Device(bdf)
+    try:
+        dev.enable_bus_master()
+    except BaseException:
+        dev.close()
+        raise
+    return dev
+
+
 def _close_quiet(fd: int) -> None:
     try:
         os.close(fd)

@@ -29,8 +29,8 @@
  *   loop K "looping" once the first open has made its accesses, then:
  *          open, K accesses per thread, close, again, until "stop" or
  *          an open fails (but for EINVAL, a configuration refused as it
- *          stands, or EACCES, a VF token not set yet, 1000 times in a
- *          row): "loop cycles=N reqs=N
+ *          stands, or EACCES, a VF token not set yet, for less than
+ *          REFUSED_MAX_S seconds in a row): "loop cycles=N reqs=N
  *          end=stop|ERRNO ...",
  *          reqs counting the cycles vfio asked for the device in.
  * "..." is "accesses=N errors=[ERRNO:N,...]". Exit at end of input.
@@ -49,8 +49,11 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/vfio.h>
+
+#include "../attack/common.h"
 
 #define MAX_THREADS	16
 #define POST_REQ	16
@@ -80,27 +83,6 @@ static atomic_int inflight;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static unsigned long accesses, errors[256];	/* under lock */
-
-static const char *errname(int err)
-{
-	static char buf[16];
-
-	switch (err) {
-	case 0: return "ok";
-	case EPERM: return "EPERM";
-	case ENOENT: return "ENOENT";
-	case EIO: return "EIO";
-	case EAGAIN: return "EAGAIN";
-	case EACCES: return "EACCES";
-	case EFAULT: return "EFAULT";
-	case EBUSY: return "EBUSY";
-	case ENODEV: return "ENODEV";
-	case EINVAL: return "EINVAL";
-	case ENXIO: return "ENXIO";
-	}
-	snprintf(buf, sizeof(buf), "E%d", err);
-	return buf;
-}
 
 static int region(int fd, unsigned int index, uint64_t *off, int *mmappable)
 {
@@ -401,9 +383,27 @@ static void held(void)
 	print_counts();
 }
 
+/*
+ * How long the loop keeps opening a device that refuses to open with
+ * EINVAL or EACCES. A count of tries would end it while the test is
+ * merely slow between two writes of a rule (an emulated guest on a busy
+ * machine): a failed open takes microseconds, a configfs write from
+ * Python can take milliseconds.
+ */
+#define REFUSED_MAX_S	10
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void loop(unsigned long k)
 {
-	unsigned long cycles = 0, reqs = 0, refused = 0;
+	unsigned long cycles = 0, reqs = 0;
+	double refused_since = 0;
 	char line[64];
 	int err = 0;
 
@@ -414,11 +414,15 @@ static void loop(unsigned long k)
 		 * the test is still writing); EACCES: a VF whose PF has not
 		 * set the token yet since it was bound. Try again, a while.
 		 */
-		if ((err == EINVAL || err == EACCES) && ++refused < 1000)
-			continue;
+		if (err == EINVAL || err == EACCES) {
+			if (!refused_since)
+				refused_since = now();
+			if (now() - refused_since < REFUSED_MAX_S)
+				continue;
+		}
 		if (err)
 			break;
-		refused = 0;
+		refused_since = 0;
 		start_threads();
 		wait_accesses(k);
 		if (!cycles)

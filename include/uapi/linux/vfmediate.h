@@ -150,6 +150,12 @@ enum vfmediate_attr {
 	VFMEDIATE_A_COMM,		/* string */
 	VFMEDIATE_A_SUPPRESSED,		/* u64 */
 
+	/* Devices, added later: DEV_GET replies. */
+	VFMEDIATE_A_DEV_MIGRATION,	/* u8: enum vfio_device_mig_state,
+					 * only when the function offers
+					 * VFIO migration
+					 */
+
 	__VFMEDIATE_A_MAX,
 	VFMEDIATE_A_MAX = __VFMEDIATE_A_MAX - 1
 };
