@@ -317,7 +317,8 @@ def test_mediator_starts_and_stops_trapping(edu_vfm):
         assert dev.read32(BAR0, SWITCH) == 1
         assert dev.read32(BAR0, INSIDE) == ONDEMAND_MARK
         assert ondemand_state(v) == {"switch": "1", "retraps": "1",
-                                     "reads": "1"}
+                                     "reads": "1", "stops": "0",
+                                     "runs": "0"}
         # Pages outside the window stay as they were.
         assert dev.read32(BAR0, EDU_ID) == EDU_ID_VALUE
         dev.write32(BAR0, SWITCH, 0)

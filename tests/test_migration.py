@@ -25,10 +25,12 @@ import subprocess
 import pytest
 
 import pci
+import vfm
 from conftest import EDU_ID
 import vfio
 from vfio import BAR0, Device, VfioError
 from vfm import Vfm
+from vfmnl import A, Nl
 
 WINDOW = "bar=0,range=0x0-0xff"
 LIVENESS, DMA_SRC, DMA_DST, DMA_CNT = 0x04, 0x80, 0x88, 0x90
@@ -339,6 +341,69 @@ def test_reset_ends_a_transfer(nvme_vf, bind):
                 assert errno_of(os.read, fd, 8) == errno.ENODEV
             finally:
                 os.close(fd)
+
+
+# -- a mediator that stops the device and traps on the destination ----------
+
+OD_WINDOW = "bar=0,range=0x80000-0x80fff"     # ondemand: switch, then the rest
+OD_SWITCH, OD_INSIDE, OD_MARK = 0x80000, 0x80010, 0x0DDE3A4D
+
+
+@pytest.fixture
+def od_pair(edus, bind):
+    """Both edu functions with the test-only ondemand mediator, which
+    migrates its switch and has stop() and run() hooks."""
+    cfgs = [Vfm(bdf, mediator="ondemand", args=OD_WINDOW).create()
+            for bdf in edus]
+    for bdf in edus:
+        bind(bdf, "vfmediate")
+    yield edus, cfgs
+    for c in cfgs:
+        c.remove()
+    od = vfm.Module("vfmediate_ondemand")
+    assert not od.loaded or od.unload() == 0
+
+
+def od_state(v):
+    return dict(kv.split("=") for kv in v.mediator_state.split())
+
+
+def applied(nl, bdf):
+    """Wait (bounded) for the device's next config-applied event: a retrap
+    applies from a work item, after the call that asked for it."""
+    while (e := nl.event(timeout=30)) is not None:
+        if e.str(A.DEV_NAME) == bdf and e.event() == "config_applied":
+            return e
+    pytest.fail(f"no config_applied event of {bdf} within 30 s")
+
+
+def test_stop_and_run_hooks_and_a_trap_that_migrates(od_pair):
+    """The mediator's stop() and run() run on RUNNING <-> STOP, and one
+    that fails keeps the device RUNNING; the destination traps as the
+    source did once its state is loaded (load_state() asks for a retrap),
+    which is how a mediator steps in for a migration."""
+    (a, b), (ca, cb) = od_pair
+    with Device(a) as src, Device(b) as dst, Nl() as nl:
+        src.enable_bus_master()
+        dst.enable_bus_master()
+        src.write32(BAR0, OD_SWITCH, 2)             # ONDEMAND_NOSTOP
+        assert errno_of(src.set_mig_state, ST.VFIO_DEVICE_STATE_STOP) \
+            == errno.EBUSY
+        assert src.mig_state() == ST.VFIO_DEVICE_STATE_RUNNING
+        assert ca.error == "migration: the mediator could not stop the " \
+            "device (-16)", ca.error
+        src.write32(BAR0, OD_SWITCH, 1)             # trap the window
+        data = save(src)
+        assert od_state(ca)["stops"] == "1" and od_state(ca)["runs"] == "1"
+        assert src.read32(BAR0, OD_INSIDE) == OD_MARK
+        assert dst.read32(BAR0, OD_INSIDE) == 0xFFFFFFFF   # edu's own
+        nl.subscribe()
+        load(dst, data)
+        applied(nl, b)
+        assert dst.read32(BAR0, OD_SWITCH) == 1
+        assert dst.read32(BAR0, OD_INSIDE) == OD_MARK
+        # RUNNING -> STOP -> RESUMING, then STOP -> RUNNING.
+        assert od_state(cb)["stops"] == "1" and od_state(cb)["runs"] == "1"
 
 
 # Two threads racing the transfers, as uid 65534: test_attack.py

@@ -10,8 +10,14 @@
  * asks to trap the rest of the window, 0 to stop; it reads back what was
  * last written. While trapped, the rest of the window reads as
  * ONDEMAND_MARK and drops writes. show() prints "switch=N retraps=N
- * reads=N": the switch, the retrap() calls that declared traps, and the
- * reads of the window's rest it answered.
+ * reads=N stops=N runs=N": the switch, the retrap() calls that declared
+ * traps, the reads of the window's rest it answered, and the migration
+ * stop() and run() calls.
+ *
+ * It migrates its switch (the migration tests): its device state is the
+ * switch's 4 bytes, and loading it on the destination asks for a retrap,
+ * so that the destination traps as the source did. While the switch is
+ * ONDEMAND_NOSTOP, stop() fails with -EBUSY, for the failing transition.
  */
 #include <linux/atomic.h>
 #include <linux/module.h>
@@ -21,12 +27,15 @@
 #include "window.h"
 
 #define ONDEMAND_MARK	0x0dde3a4du
+#define ONDEMAND_NOSTOP	2
 
 struct ondemand {
 	struct med_window w;
 	u32 on;
 	atomic_t retraps;
 	atomic_t reads;
+	atomic_t stops;
+	atomic_t runs;
 };
 
 static int ondemand_check_args(const char *args)
@@ -128,9 +137,60 @@ static ssize_t ondemand_show(struct vfm_device *vd, void *priv, char *buf)
 {
 	struct ondemand *d = priv;
 
-	return sysfs_emit(buf, "switch=%u retraps=%d reads=%d\n",
+	return sysfs_emit(buf, "switch=%u retraps=%d reads=%d stops=%d runs=%d\n",
 			  READ_ONCE(d->on), atomic_read(&d->retraps),
-			  atomic_read(&d->reads));
+			  atomic_read(&d->reads), atomic_read(&d->stops),
+			  atomic_read(&d->runs));
+}
+
+static size_t ondemand_state_size(struct vfm_device *vd, void *priv)
+{
+	return sizeof(u32);
+}
+
+static ssize_t ondemand_save_state(struct vfm_device *vd, void *priv,
+				   void *buf, size_t size)
+{
+	struct ondemand *d = priv;
+	__le32 v = cpu_to_le32(READ_ONCE(d->on));
+
+	if (size < sizeof(v))
+		return -ENOSPC;
+	memcpy(buf, &v, sizeof(v));
+	return sizeof(v);
+}
+
+/* The source's switch, and the traps it means. */
+static int ondemand_load_state(struct vfm_device *vd, void *priv,
+			       const void *buf, size_t len)
+{
+	struct ondemand *d = priv;
+	__le32 v;
+
+	if (len != sizeof(v))
+		return -EINVAL;
+	memcpy(&v, buf, sizeof(v));
+	WRITE_ONCE(d->on, le32_to_cpu(v));
+	vfm_request_retrap(vd);
+	return 0;
+}
+
+static int ondemand_stop(struct vfm_device *vd, void *priv)
+{
+	struct ondemand *d = priv;
+
+	if (READ_ONCE(d->on) == ONDEMAND_NOSTOP)
+		return -EBUSY;
+	atomic_inc(&d->stops);
+	return 0;
+}
+
+static int ondemand_run(struct vfm_device *vd, void *priv)
+{
+	struct ondemand *d = priv;
+
+	atomic_inc(&d->runs);
+	return 0;
 }
 
 static const struct vfm_mediator_ops ondemand_ops = {
@@ -143,6 +203,11 @@ static const struct vfm_mediator_ops ondemand_ops = {
 	.write		= ondemand_write,
 	.show		= ondemand_show,
 	.retrap		= ondemand_retrap,
+	.state_size	= ondemand_state_size,
+	.save_state	= ondemand_save_state,
+	.load_state	= ondemand_load_state,
+	.stop		= ondemand_stop,
+	.run		= ondemand_run,
 };
 
 module_vfm_mediator(ondemand_ops);
