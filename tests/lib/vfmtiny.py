@@ -33,8 +33,11 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mig",
 
 
 def build(out: str, timeout: float = 300.0) -> str:
-    """make vfmtiny.elf in ``out`` (nothing when up to date); its path."""
-    subprocess.run(["make", "-s", "-C", SRC, f"OUT={os.path.abspath(out)}"],
+    """make vfmtiny.elf in ``out`` (nothing when up to date); its path.
+    OUT is given relative to the sources: make cannot name files with
+    spaces, which a checkout's path may have (tests/mig/guest/Makefile)."""
+    rel = os.path.relpath(os.path.abspath(out), os.path.realpath(SRC))
+    subprocess.run(["make", "-s", "-C", os.path.realpath(SRC), f"OUT={rel}"],
                    check=True, capture_output=True, timeout=timeout)
     return os.path.join(out, "vfmtiny.elf")
 
