@@ -107,11 +107,13 @@ def load(dev, data):
 
 
 def source_writes(dev):
+    """Every register registers() reads, 4 bytes wide: edu ignores other
+    widths there (and regshadow would shadow what the device dropped)."""
     dev.enable_bus_master()
     dev.write32(BAR0, LIVENESS, 0x12345678)
     dev.write32(BAR0, DMA_SRC, 0x5A5A0000)
     dev.write32(BAR0, DMA_DST, 0x0000A5A5)
-    dev.write16(BAR0, DMA_CNT, 0x0123)
+    dev.write32(BAR0, DMA_CNT, 0x0123)
 
 
 def registers(dev):
