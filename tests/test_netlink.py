@@ -315,7 +315,12 @@ def test_monitor_rate_limit_accounts_for_every_access(nl, edu_vfm):
     assert len(single) + sum(e.u64(A.SUPPRESSED) for e in got) == n
     # at most BURST records per rule and second, plus racing window starts
     assert len(single) <= (BURST + 2) * (int(secs) + 2), (len(single), secs)
-    assert 1 <= len(summaries) <= int(secs) + 3
+    # A summary comes exactly when suppressed accesses were left that no
+    # later record carried: nearly always, unless the flood was so slow
+    # (a loaded debug kernel) that its last window held none.
+    carried = sum(e.u64(A.SUPPRESSED) for e in single)
+    assert bool(summaries) == (len(single) + carried < n), (single, summaries)
+    assert len(summaries) <= int(secs) + 3
     assert all(e.str(A.RULE_NAME) == "fact" for e in got)
 
 
