@@ -4,7 +4,7 @@
  * vfmediate (issue 16, item 2), as root in a test guest:
  *
  *   vfmfuzz [-s SEED] [-n CALLS] [-t SECONDS] [-j THREADS] [-e EPOCH]
- *           [-v] GROUP BDF
+ *           [-m] [-v] GROUP BDF
  *
  * The run is a series of epochs. Each starts with the device closed: the
  * controller writes random values into four sentinel registers of edu's
@@ -47,11 +47,18 @@
  * and the thread: a thread's calls repeat with the seed; their
  * interleaving does not (-j 1 makes a run nearly repeatable).
  *
+ * With -m the function offers VFIO migration (it was bound with
+ * regshadow attached): the fuzz threads also make checked state
+ * transitions and use every data fd they return, and most epochs run
+ * with regshadow over the guard zone, so that loads of streams saved
+ * earlier (or forged) may succeed where no guard is in their way (mig.c).
+ *
  * Unbinding, rebinding and VF removal are not done here: the removal
  * race tests (issue 16, item 3) cover them.
  *
  * Prints "seed=..." first, "WRONG: ..." for each failed check, and last
- * "result: calls=N epochs=N seconds=N wrong=N" after a table of outcomes
+ * "result: calls=N epochs=N seconds=N wrong=N" (with -m, migration's
+ * counts: mig_print()) after a table of outcomes
  * per call. Exit status 0: no wrong result; 1: some; 3: the fuzzer could
  * not run.
  */
@@ -237,6 +244,33 @@ static void measure_reset(struct rng *r)
 			die("reset values vary");
 }
 
+/*
+ * Migratability is decided at bind and stays while the function is bound
+ * (kmod/migrate.c): the directory made again here says so, and the
+ * feature is there exactly with -m, STOP_COPY only.
+ */
+static void check_migration(void)
+{
+	uint64_t a[2] = { 0 };
+	struct vfio_device_feature *f = (void *)a;
+	char path[300], state[32] = "";
+	int fd, err;
+
+	f->argsz = sizeof(a);
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
+	err = xioctl(fz.fd, VFIO_DEVICE_FEATURE, f);
+	if (fz.mig ? err || a[1] != VFIO_MIGRATION_STOP_COPY : err != ENOTTY)
+		wrong("GET MIGRATION: %s, flags 0x%llx (-m %s)", errname(err),
+		      (unsigned long long)a[1], fz.mig ? "given" : "not given");
+	snprintf(path, sizeof(path), "%s/migration", fz.cfs);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, state, sizeof(state) - 1) < 0)
+		die(path);
+	close(fd);
+	if (strcmp(state, fz.mig ? "running\n" : "none\n"))
+		wrong("configfs migration reads %s", state);
+}
+
 /* -- epochs ---------------------------------------------------------- */
 
 static const char *const action_names[] = { "ro", "deny", "ignore" };
@@ -337,6 +371,20 @@ static void describe_epoch(void)
 	fflush(stdout);
 }
 
+/*
+ * -m: regshadow over the guard zone for most epochs (the configfs thread
+ * then leaves the mediator alone, cfs.c), so that a load's outcome is
+ * known; the others run with the configfs thread's mediators.
+ */
+static void attach_window(void)
+{
+	if (!fz.ep.mig_window)
+		return;
+	if (cfs_write("mediator", "regshadow") ||
+	    cfs_write("mediator_args", "bar=0,range=0x0-0xff"))
+		die("attach regshadow");
+}
+
 /* The device is open without rules on entry; open with the epoch's. */
 static void start_epoch(struct rng *r, struct stats *st)
 {
@@ -346,6 +394,8 @@ static void start_epoch(struct rng *r, struct stats *st)
 	pick_roles(r);
 	write_guards(r);
 	cfs_random(r, st, below(r, 12));
+	fz.ep.mig_window = fz.mig && chance(r, 75);
+	attach_window();
 	describe_epoch();
 	fz.fd = open_fd();
 	tally_add(&st->t[OP_REOPEN], fz.fd < 0 ? errno : 0);
@@ -354,6 +404,7 @@ static void start_epoch(struct rng *r, struct stats *st)
 	/* the random part may not open (fails closed): the guards must */
 	cfs_purge();
 	write_guards(r);
+	attach_window();
 	fz.fd = open_fd();
 	if (fz.fd < 0) {
 		wrong("open with the epoch's guards alone: %s", errname(errno));
@@ -363,7 +414,7 @@ static void start_epoch(struct rng *r, struct stats *st)
 			die("open without rules");
 		pick_roles(r);
 		memset(fz.ep.s, 0, sizeof(fz.ep.s));
-		fz.ep.cls.on = fz.ep.msi_guard = false;
+		fz.ep.cls.on = fz.ep.msi_guard = fz.ep.mig_window = false;
 	}
 opened:
 	/*
@@ -382,6 +433,7 @@ opened:
 	fz.ep.cls.v0 = sysfs_cls();
 	atomic_store(&fz.ep.reset_seen, false);
 	atomic_store(&fz.stop_epoch, false);
+	mig_epoch_start();
 }
 
 /* Rules off (live or by reopening), then the guards' and witnesses' values. */
@@ -413,8 +465,7 @@ static void end_epoch(struct rng *r, struct stats *st)
 		if (s->role == FREE)
 			continue;
 		v = rd32(s->off);
-		if (v != s->v0 && !(atomic_load(&fz.ep.reset_seen) &&
-				    fz.reset_known && v == s->reset))
+		if (!sentinel_ok(s, v))
 			wrong("%s sentinel bar0+0x%x changed: 0x%08x, set to 0x%08x",
 			      s->role == GUARD ? "guarded" : "witness", s->off,
 			      v, s->v0);
@@ -464,8 +515,10 @@ static void run(struct thread *th, unsigned int nth, struct stats *st)
 		start_epoch(&r, st);
 		mark = atomic_load(&fz.calls);
 		pthread_barrier_wait(&fz.start);
+		/* a device stuck in RESUMING leaves it at its last close */
 		while (!atomic_load(&fz.done) &&
-		       atomic_load(&fz.calls) - mark < fz.epoch_calls)
+		       atomic_load(&fz.calls) - mark < fz.epoch_calls &&
+		       !mig_stuck())
 			usleep(2000);
 		atomic_store(&fz.stop_epoch, true);
 		pthread_barrier_wait(&fz.end);
@@ -502,7 +555,7 @@ static void print_stats(struct thread *th, unsigned int nth, struct stats *st)
 static void usage(void)
 {
 	fprintf(stderr, "usage: vfmfuzz [-s SEED] [-n CALLS] [-t SECONDS] "
-		"[-j THREADS] [-e EPOCH] [-v] GROUP BDF\n");
+		"[-j THREADS] [-e EPOCH] [-m] [-v] GROUP BDF\n");
 	exit(EXIT_BROKEN);
 }
 
@@ -514,13 +567,14 @@ static void parse(int argc, char **argv)
 	fz.budget = 100000;
 	fz.threads = 3;
 	fz.epoch_calls = 5000;
-	while ((c = getopt(argc, argv, "s:n:t:j:e:v")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:t:j:e:mv")) != -1) {
 		switch (c) {
 		case 's': fz.seed = strtoull(optarg, NULL, 0); break;
 		case 'n': fz.budget = strtoul(optarg, NULL, 0); break;
 		case 't': fz.seconds = strtoul(optarg, NULL, 0); break;
 		case 'j': fz.threads = strtoul(optarg, NULL, 0); break;
 		case 'e': fz.epoch_calls = strtoul(optarg, NULL, 0); break;
+		case 'm': fz.mig = true; break;
 		case 'v': fz.verbose = true; break;
 		default: usage();
 		}
@@ -539,10 +593,11 @@ int main(int argc, char **argv)
 	struct rng r;
 
 	parse(argc, argv);
+	mig_init();
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("seed=0x%llx calls=%lu threads=%u epoch=%lu device=%s\n",
+	printf("seed=0x%llx calls=%lu threads=%u epoch=%lu device=%s%s\n",
 	       (unsigned long long)fz.seed, fz.budget, fz.threads,
-	       fz.epoch_calls, fz.bdf);
+	       fz.epoch_calls, fz.bdf, fz.mig ? " migration" : "");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	snprintf(fz.cfs, sizeof(fz.cfs), "/sys/kernel/config/vfmediate/devices/%s",
 		 fz.bdf);
@@ -554,6 +609,7 @@ int main(int argc, char **argv)
 	if (fz.dev.region_size[0] < 0x100000 || rd32(0) != EDU_ID_VALUE)
 		skip("not an edu device");
 	fz.msi_cap = find_cap(&fz.dev, CAP_ID_MSI);
+	check_migration();
 	fault_handler_init();
 	rng_seed(&r, fz.seed, ~0ULL, 0);
 	measure_reset(&r);
@@ -577,9 +633,12 @@ int main(int argc, char **argv)
 	cfs_purge();
 	if (rmdir(fz.cfs))
 		die("rmdir device directory");
+	mig_finish();
 	print_stats(th, nth, st);
-	printf("result: seed=0x%llx calls=%lu epochs=%lu seconds=%.0f wrong=%lu\n",
+	printf("result: seed=0x%llx calls=%lu epochs=%lu seconds=%.0f wrong=%lu",
 	       (unsigned long long)fz.seed, atomic_load(&fz.calls), fz.ep.n,
 	       elapsed(), atomic_load(&fz.wrong));
+	mig_print();
+	printf("\n");
 	return atomic_load(&fz.wrong) ? 1 : 0;
 }
