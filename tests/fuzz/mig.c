@@ -102,6 +102,7 @@ static struct {
 	bool known;		/* under rw for writing: state is the device's */
 	uint32_t state;
 	uint64_t cur;		/* serial of the fd of mig_op()'s RESUMING */
+	bool cur_exact;		/* nothing but mig_op() touched that transfer */
 	atomic_bool stuck;
 	atomic_ulong stuck_since;
 	atomic_ulong n[NCOUNT];
@@ -825,9 +826,14 @@ static bool valid_state(uint32_t s)
 static bool mig_get(struct stats *st, uint32_t *state)
 {
 	struct vfio_device_feature_mig_state m = { 0 };
-	bool held = !atomic_exchange(&mg.unknown, false) && mg.known;
-	int err = mig_ioctl(VFIO_DEVICE_FEATURE_GET, &m);
+	bool held;
+	int err;
 
+	/* a random SET may have loaded or ended mig_op()'s transfer too */
+	if (atomic_exchange(&mg.unknown, false))
+		mg.known = mg.cur_exact = false;
+	held = mg.known;
+	err = mig_ioctl(VFIO_DEVICE_FEATURE_GET, &m);
 	tally_add(&st->t[OP_MIG], err);
 	if (err || !valid_state(m.device_state)) {
 		wrong("GET MIG_DEVICE_STATE: %s, state %u", errname(err),
@@ -921,6 +927,7 @@ static void new_fd(struct rng *r, struct stats *st, uint8_t *buf, int fd,
 		save_drain(d, r, st, buf);
 	if (!save) {
 		mg.cur = d->serial;
+		mg.cur_exact = true;
 		if (chance(r, 70))
 			feed(d, r, st, buf);
 	}
@@ -933,7 +940,8 @@ static void after_set(struct stats *st, uint32_t cur, uint32_t target, int err)
 	uint32_t now;
 
 	mg.known = false;
-	if (!mig_get(st, &now))
+	mig_get(st, &now);
+	if (!mg.known)
 		return;
 	if (!err && now != target)
 		wrong("SET MIG_DEVICE_STATE %u succeeded, GET says %u", target, now);
@@ -1005,7 +1013,8 @@ void mig_op(struct rng *r, struct stats *st, uint8_t *buf)
 	x = expect_move(cur, target);
 	load = cur == S_RESUMING && valid_state(target) && target != cur;
 	if (load)
-		x = exact ? expect_load(r, st, buf, target, &held) :
+		x = exact && mg.cur_exact ?
+		    expect_load(r, st, buf, target, &held) :
 			    XP_OK | XP_EINVAL | XP_EPERM | XP_EIO | XP_NOSTATE | XP_ENOMEM;
 	m.device_state = target;
 	err = mig_ioctl(VFIO_DEVICE_FEATURE_SET, &m);
@@ -1013,6 +1022,8 @@ void mig_op(struct rng *r, struct stats *st, uint8_t *buf)
 	check_set(cur, target, err, m.data_fd, x);
 	if (load)
 		bump(err ? C_LOAD_REFUSED : C_LOAD_OK, 1);
+	if (load && !held)	/* what the kernel holds now is not known */
+		mg.cur_exact = false;
 	if (held) {
 		/* the load took the stream out of the file, which ended */
 		held->len = 0;
@@ -1096,6 +1107,7 @@ void mig_epoch_start(void)
 	mg.known = false;
 	atomic_store(&mg.stuck, false);
 	mg.cur = 0;
+	mg.cur_exact = false;
 	mig_get(&st, &state);
 	if (state != S_RUNNING)
 		wrong("an opened device is in migration state %u, not RUNNING", state);
