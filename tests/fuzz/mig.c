@@ -55,7 +55,7 @@
 #define NDFD		12
 #define NLIB		8
 #define STREAM_MAX	(256 * 1024)
-#define STUCK_CALLS	1000
+#define STUCK_CALLS	200
 #define DPAGE		4096
 
 #define S_RUNNING	VFIO_DEVICE_STATE_RUNNING
@@ -427,7 +427,7 @@ static void forge(struct rng *r, uint8_t *s, size_t len, bool over_guards)
 
 enum plan_kind { P_REPLAY, P_FORGE, P_TRUNC, P_CORRUPT, P_RANDOM, P_LONG, P_EMPTY };
 
-static const unsigned int plan_weights[] = { 30, 30, 10, 12, 6, 7, 5 };
+static const unsigned int plan_weights[] = { 35, 35, 7, 8, 5, 5, 5 };
 
 static enum plan_kind pick_plan(struct rng *r)
 {
@@ -450,7 +450,7 @@ static uint8_t *make_plan(struct rng *r, size_t *len)
 			kind = P_FORGE;
 	}
 	if (kind == P_FORGE || (kind != P_REPLAY && chance(r, 30)))
-		forge(r, s, *len, chance(r, 30));
+		forge(r, s, *len, chance(r, 20));
 	switch (kind) {
 	case P_TRUNC:
 		*len = below(r, *len);
@@ -689,7 +689,7 @@ static void save_drain(struct dfd *d, struct rng *r, struct stats *st,
 static void resume_write(struct dfd *d, struct rng *r, struct stats *st,
 			 uint8_t *buf)
 {
-	bool from_plan = d->fed < d->plan_len && chance(r, 80);
+	bool from_plan = d->fed < d->plan_len && chance(r, 92);
 	size_t len = from_plan ? 1 + below(r, d->plan_len - d->fed) : pick_size(r);
 	ssize_t n;
 	int err;
@@ -888,7 +888,7 @@ static unsigned int expect_move(uint32_t cur, uint32_t target)
 /* Feed a RESUMING fd the rest of its plan, in chunks, or only part. */
 static void feed(struct dfd *d, struct rng *r, struct stats *st, uint8_t *buf)
 {
-	unsigned int i, n = chance(r, 80) ? 16 : below(r, 3);
+	unsigned int i, n = chance(r, 90) ? 64 : below(r, 3);
 
 	for (i = 0; i < n && d->fed < d->plan_len && !d->ended; i++)
 		resume_write(d, r, st, buf);
@@ -906,7 +906,7 @@ static unsigned int expect_load(struct rng *r, struct stats *st, uint8_t *buf,
 
 	*held = d;
 	if (d) {
-		if (chance(r, 80))
+		if (chance(r, 90))
 			feed(d, r, st, buf);
 		/* a load ended it: the next loads find nothing */
 		if (d->exact && (!d->ended || d->loaded))
