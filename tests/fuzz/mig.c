@@ -84,7 +84,8 @@ struct dfd {
 
 enum count {
 	C_SET_OK, C_SET_REFUSED, C_LOAD_OK, C_LOAD_REFUSED, C_SAVES,
-	C_READ, C_WRITTEN, C_OPENED, C_CLOSED, C_UNSTUCK, C_LOOSE, NCOUNT
+	C_READ, C_WRITTEN, C_OPENED, C_CLOSED, C_UNSTUCK, C_LOOSE, C_WVALUES,
+	NCOUNT
 };
 
 static struct {
@@ -268,6 +269,7 @@ static void cand_add(struct sentinel *s, uint32_t v)
 	}
 	atomic_store(&s->cand[n], v);
 	atomic_store(&s->ncand, n + 1);	/* readers see the value first */
+	bump(C_WVALUES, 1);
 }
 
 /*
@@ -1173,8 +1175,10 @@ void mig_print(void)
 	if (!fz.mig)
 		return;
 	printf(" mig_ok=%lu mig_refused=%lu loads_ok=%lu loads_refused=%lu"
-	       " saves=%lu dfd_read=%lu dfd_written=%lu dfds=%lu unstuck=%lu loose=%lu",
+	       " saves=%lu dfd_read=%lu dfd_written=%lu dfds=%lu unstuck=%lu"
+	       " witness_values=%lu loose=%lu",
 	       mg.n[C_SET_OK], mg.n[C_SET_REFUSED], mg.n[C_LOAD_OK],
 	       mg.n[C_LOAD_REFUSED], mg.n[C_SAVES], mg.n[C_READ],
-	       mg.n[C_WRITTEN], mg.n[C_OPENED], mg.n[C_UNSTUCK], mg.n[C_LOOSE]);
+	       mg.n[C_WRITTEN], mg.n[C_OPENED], mg.n[C_UNSTUCK],
+	       mg.n[C_WVALUES], mg.n[C_LOOSE]);
 }
