@@ -645,13 +645,12 @@ static size_t pick_size(struct rng *r)
 }
 
 /* read() of a STOP_COPY fd: the stream's next bytes, or ENODEV once ended. */
-static void save_read(struct dfd *d, struct rng *r, struct stats *st,
-		      uint8_t *buf, size_t want)
+static void save_read(struct dfd *d, struct stats *st, uint8_t *buf,
+		      size_t want)
 {
 	ssize_t n = read(d->fd, buf, want);
 	int err = n < 0 ? errno : 0;
 
-	(void)r;
 	tally_add(&st->t[OP_DFD], err);
 	if (n < 0) {
 		if (err != ENODEV)
@@ -680,7 +679,7 @@ static void save_drain(struct dfd *d, struct rng *r, struct stats *st,
 	unsigned int i;
 
 	for (i = 0; i < 64 && !d->eof && !d->ended; i++)
-		save_read(d, r, st, buf, chance(r, 50) ? 65536 : below(r, 700) + 1);
+		save_read(d, st, buf, chance(r, 50) ? 65536 : below(r, 700) + 1);
 }
 
 /*
@@ -730,6 +729,7 @@ static void dfd_misc(struct dfd *d, struct rng *r, struct stats *st,
 		     uint8_t *buf)
 {
 	int whence = below(r, 6), err, want;
+	const char *what;
 	off_t pos = rnd(r) >> below(r, 64);
 	struct pollfd p = { .fd = d->fd, .events = POLLIN | POLLOUT };
 	ssize_t n;
@@ -737,22 +737,27 @@ static void dfd_misc(struct dfd *d, struct rng *r, struct stats *st,
 
 	switch (below(r, 6)) {
 	case 0:	/* lseek: a stream (stream_open()) */
+		what = "lseek";
 		n = lseek(d->fd, pos, whence);
 		want = whence > SEEK_HOLE ? EINVAL : ESPIPE;
 		break;
 	case 1:	/* pread/pwrite: no positions either */
+		what = "pread/pwrite";
 		n = d->save ? pread(d->fd, buf, 16, pos) : pwrite(d->fd, buf, 16, pos);
 		want = pos < 0 ? EINVAL : ESPIPE;
 		break;
 	case 2:	/* the other direction: opened O_RDONLY or O_WRONLY */
+		what = "write/read";
 		n = d->save ? write(d->fd, buf, 16) : read(d->fd, buf, 16);
 		want = EBADF;
 		break;
 	case 3:	/* a VFIO ioctl on a data fd: none reaches the device */
+		what = "ioctl";
 		n = ioctl(d->fd, _IO(VFIO_TYPE, VFIO_BASE + below(r, 32)), buf);
 		want = ENOTTY;
 		break;
 	case 4:	/* no mmap; no read access at all for RESUMING's */
+		what = "mmap";
 		m = mmap(NULL, DPAGE, PROT_READ, MAP_SHARED, d->fd, 0);
 		if (m != MAP_FAILED)
 			munmap(m, DPAGE);
@@ -771,8 +776,8 @@ static void dfd_misc(struct dfd *d, struct rng *r, struct stats *st,
 	err = n < 0 ? errno : 0;
 	tally_add(&st->t[OP_DFD], err);
 	if (err != want)
-		wrong("a %s data fd's call %d: %zd %s, expected %s",
-		      d->save ? "STOP_COPY" : "RESUMING", whence, n,
+		wrong("%s of a %s data fd: %zd %s, expected %s", what,
+		      d->save ? "STOP_COPY" : "RESUMING", n,
 		      errname(err), errname(want));
 }
 
@@ -784,7 +789,7 @@ void dfd_op(struct rng *r, struct stats *st, uint8_t *buf)
 	if (!d)
 		return;
 	if (k < 55 && d->save)
-		save_read(d, r, st, buf, pick_size(r));
+		save_read(d, st, buf, pick_size(r));
 	else if (k < 55)
 		resume_write(d, r, st, buf);
 	else if (k < 80)
