@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -107,6 +108,7 @@ static struct {
 	atomic_bool stuck;
 	atomic_ulong stuck_since;
 	atomic_ulong n[NCOUNT];
+	bool data_size;		/* MIG_DATA_SIZE is there: 6.3 and later */
 } mg = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -993,7 +995,7 @@ static void mig_query(struct stats *st)
 	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE;
 	err = xioctl(fz.fd, VFIO_DEVICE_FEATURE, f);
 	tally_add(&st->t[OP_MIG], err);
-	if ((err && err != ENOTTY) ||
+	if (err != (mg.data_size ? 0 : ENOTTY) ||
 	    (!err && (a[1] < HDR_LEN || (fz.ep.mig_window && a[1] != WIN_STREAM))))
 		wrong("GET MIG_DATA_SIZE: %s, %llu bytes", errname(err),
 		      (unsigned long long)a[1]);
@@ -1087,7 +1089,12 @@ void mig_feature_result(const struct vfio_device_feature *f, int err)
 void mig_init(void)
 {
 	pthread_rwlockattr_t at;
-	unsigned int i;
+	unsigned int i, major = 0, minor = 0;
+	struct utsname u;
+
+	if (!uname(&u))
+		sscanf(u.release, "%u.%u", &major, &minor);
+	mg.data_size = major > 6 || (major == 6 && minor >= 3);
 
 	pthread_rwlockattr_init(&at);
 	/* the checked transitions must not starve behind the interferers */
