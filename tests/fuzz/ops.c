@@ -28,6 +28,8 @@
 #define NMAPS		8
 #define NEFD		4
 
+atomic_int doing[64];
+
 const char *const op_names[NOPS] = {
 	"read", "write", "get_info", "region_info", "irq_info", "set_irqs",
 	"reset", "hot_reset_info", "hot_reset", "ioeventfd", "feature",
@@ -998,7 +1000,9 @@ static void one_call(struct worker *w)
 	k = below(w->r, total);
 	for (i = 0; k >= weight(i); i++)
 		k -= weight(i);
+	atomic_store(&doing[w->who & 63], i);
 	ops[i].fn(w);
+	atomic_store(&doing[w->who & 63], -1);
 }
 
 void fuzz_epoch(struct rng *r, struct stats *st, unsigned int who)

@@ -65,6 +65,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -524,6 +525,67 @@ static void *thread_main(void *arg)
 	}
 }
 
+/*
+ * No call for a minute: say where each thread is, in the fuzzer (ops.c's
+ * index of its call) and in the kernel (its stack), once.
+ */
+static void stall_report(void)
+{
+	char path[300], buf[4096];
+	struct dirent *de;
+	unsigned int i;
+	DIR *dir;
+	ssize_t n;
+	int fd;
+
+	printf("STALL: no call for 60 s at call %lu; threads doing:",
+	       atomic_load(&fz.calls));
+	for (i = 0; i < fz.threads; i++)
+		printf(" %d", atomic_load(&doing[i]));
+	printf("\n");
+	dir = opendir("/proc/self/task");
+	while (dir && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", de->d_name);
+		fd = open(path, O_RDONLY);
+		n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (fd >= 0)
+			close(fd);
+		buf[n > 0 ? n : 0] = 0;
+		printf("STALL: task %s:\n%s", de->d_name, buf);
+	}
+	if (dir)
+		closedir(dir);
+	fflush(stdout);
+}
+
+/* A thread watching for a stall (a hang anywhere stops every call). */
+static void *watchdog(void *arg)
+{
+	unsigned long last = ~0UL, still = 0;
+
+	(void)arg;
+	while (!atomic_load(&fz.done)) {
+		sleep(2);
+		if (atomic_load(&fz.calls) != last) {
+			last = atomic_load(&fz.calls);
+			still = 0;
+		} else if (++still == 30) {
+			stall_report();
+		}
+	}
+	return NULL;
+}
+
+/* Wait for the epoch's calls, or a device stuck in RESUMING (its last close frees it). */
+static void wait_epoch(unsigned long mark)
+{
+	while (!atomic_load(&fz.done) &&
+	       atomic_load(&fz.calls) - mark < fz.epoch_calls && !mig_stuck())
+		usleep(2000);
+}
+
 /* The controller: epochs until the budget or the time is used up. */
 static void run(struct thread *th, unsigned int nth, struct stats *st)
 {
@@ -535,11 +597,7 @@ static void run(struct thread *th, unsigned int nth, struct stats *st)
 		start_epoch(&r, st);
 		mark = atomic_load(&fz.calls);
 		pthread_barrier_wait(&fz.start);
-		/* a device stuck in RESUMING leaves it at its last close */
-		while (!atomic_load(&fz.done) &&
-		       atomic_load(&fz.calls) - mark < fz.epoch_calls &&
-		       !mig_stuck())
-			usleep(2000);
+		wait_epoch(mark);
 		atomic_store(&fz.stop_epoch, true);
 		pthread_barrier_wait(&fz.end);
 		end_epoch(&r, st);
@@ -611,6 +669,7 @@ int main(int argc, char **argv)
 	struct stats *st = calloc(1, sizeof(*st));
 	unsigned int i, nth;
 	struct rng r;
+	pthread_t wd;
 
 	parse(argc, argv);
 	mig_init();
@@ -648,6 +707,10 @@ int main(int argc, char **argv)
 		if (errno)
 			die("pthread_create");
 	}
+	errno = pthread_create(&wd, NULL, watchdog, NULL);
+	if (errno)
+		die("pthread_create");
+	pthread_detach(wd);
 	run(th, nth, st);
 	close(fz.fd);
 	cfs_purge();
