@@ -151,7 +151,7 @@ enum op {
 
 extern const char *const op_names[NOPS];
 
-/* What each thread does now (ops.c's index, + 100 in mig.c's waits), for a stall's report. */
+/* Each fuzz thread's call now (ops.c's index, -1: none), for a stall's report. */
 extern atomic_int doing[64];
 
 struct stats {
