@@ -11,6 +11,13 @@ part of every kernel's suite. ``make fuzz`` runs the same test for long
   run that found something;
 - VFM_FUZZ_THREADS: fuzz threads (default 3).
 
+The function is bound with regshadow attached, so it offers VFIO
+migration for as long as it stays bound; its configfs directory is then
+removed (the fuzzer makes it again, and empties and removes it itself),
+and the fuzzer runs with -m: checked state transitions, data fds used
+from every thread, saved streams replayed, forged and damaged loads
+(tests/fuzz/mig.c).
+
 The fuzzer checks every result whose outcome the documentation defines
 (see tests/fuzz/vfmfuzz.c) and prints a line per wrong result; the test
 fails on any, on a fuzzer that could not run, and (conftest) on any
@@ -26,8 +33,11 @@ import threading
 import pytest
 
 import pci
+import vfio
 import vfm
 from budget import DEBUG_KERNEL, scaled
+from vfio import Device
+from vfm import Vfm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "fuzz")
@@ -43,6 +53,8 @@ THREADS = int(os.environ.get("VFM_FUZZ_THREADS", 3))
 # Calls the slice must at least make: a fuzzer that stops early (a hang
 # broken by the time limit, a crash) tests nothing.
 MIN_CALLS = int(os.environ.get("VFM_FUZZ_MIN_CALLS", min(CALLS, 2000)))
+# regshadow over the fuzzer's guard zone (edu's first 0x100 bytes)
+WINDOW = "bar=0,range=0x0-0xff"
 
 pytestmark = pytest.mark.usefixtures("no_config_left")
 
@@ -74,12 +86,29 @@ def _result(out):
     return {k: v for k, _, v in (w.partition("=") for w in m[1].split())}
 
 
-def test_fuzz_edu(fuzzer, edu_vfm):
-    """Random uAPI calls and configfs changes on edu; no wrong result."""
-    group = f"/dev/vfio/{pci.iommu_group(edu_vfm)}"
+def migratable_edu(edu, bind):
+    """edu bound with regshadow attached, then its configfs directory
+    removed: migratability is decided at bind and stays while bound."""
+    cfg = Vfm(edu, mediator="regshadow", args=WINDOW).create()
+    try:
+        bind(edu, "vfmediate")
+        assert cfg.read("migration") == "running"
+    finally:
+        cfg.remove()
+    assert vfm.devices() == []
+    with Device(edu) as dev:
+        assert dev.migration_flags() == vfio.VFIO_MIGRATION_STOP_COPY
+    return edu
+
+
+def test_fuzz_edu(fuzzer, edu, bind):
+    """Random uAPI calls, migration included, and configfs changes on
+    edu; no wrong result."""
+    bdf = migratable_edu(edu, bind)
+    group = f"/dev/vfio/{pci.iommu_group(bdf)}"
     before = vfm.mediators()
     cmd = [fuzzer, "-s", hex(SEED), "-n", str(CALLS), "-t", str(SECONDS),
-           "-j", str(THREADS), group, edu_vfm]
+           "-j", str(THREADS), "-m", group, bdf]
     print("running:", " ".join(cmd), flush=True)
     # its lines as they come: make fuzz runs for long
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
@@ -100,6 +129,9 @@ def test_fuzz_edu(fuzzer, edu_vfm):
     assert rc == 0 and res["wrong"] == "0", out
     assert int(res["calls"]) >= MIN_CALLS, out
     assert int(res["epochs"]) >= 1, out
+    # migration was exercised: transitions, saves read whole, loads
+    for key in ("mig_ok", "saves", "loads_ok", "dfd_read", "dfd_written"):
+        assert int(res[key]) > 0, (key, out)
     # the mediators it attached are detached again: none has users
     for name in vfm.mediators():
         assert vfm.read_attr(f"{vfm.MEDIATORS}/{name}/users") == "0", \

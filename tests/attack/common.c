@@ -54,6 +54,9 @@ const char *errname(int err)
 	case ENOTTY: return "ENOTTY";
 	case ENOSYS: return "ENOSYS";
 	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case EFBIG: return "EFBIG";
+	case ESPIPE: return "ESPIPE";
+	case EMFILE: return "EMFILE";
 	}
 	snprintf(buf, sizeof(buf), "E%d", err);
 	return buf;

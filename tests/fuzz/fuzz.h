@@ -56,6 +56,15 @@ void rng_seed(struct rng *r, uint64_t seed, uint64_t epoch, uint64_t who);
 #define CFG_CLS		0x0c	/* cache line size */
 
 enum role { FREE, GUARD, WITNESS };
+
+/*
+ * Values a witness may hold besides its epoch's value: a migration load
+ * may legitimately write it (no rule guards it), so each stream that
+ * could be loaded adds, before anyone can load it, the values the load
+ * would leave (mig.c). Past NCAND of them the witness goes unchecked
+ * for the rest of the epoch ("loose", counted).
+ */
+#define NCAND		48
 enum action { A_RO, A_DENY, A_IGNORE };
 
 struct sentinel {
@@ -66,6 +75,9 @@ struct sentinel {
 	uint32_t len;		/* GUARD: 4 or 8 bytes from off */
 	uint32_t v0;		/* value at the epoch's start */
 	uint32_t reset;		/* value after a reset (reset_known) */
+	_Atomic uint32_t cand[NCAND];	/* WITNESS: values loads may leave */
+	atomic_uint ncand;
+	atomic_bool loose;
 };
 
 /* What one epoch runs with; fixed while its fuzz threads run. */
@@ -86,6 +98,13 @@ struct epoch {
 		uint8_t v0;
 	} cls;
 	struct sentinel s[NSENT];
+	/*
+	 * -m: regshadow shadows the guard zone (bar=0,range=0x0-0xff) for the
+	 * whole epoch, and the configfs thread leaves the mediator alone, so
+	 * that a load's outcome is known (mig.c). Otherwise the mediator is
+	 * the configfs thread's, whatever it is.
+	 */
+	bool mig_window;
 	atomic_bool reset_seen;	/* a reset succeeded in this epoch */
 };
 
@@ -99,6 +118,7 @@ struct fuzz {
 	const char *group_path;
 	const char *bdf;
 	bool verbose;
+	bool mig;		/* -m: the function offers VFIO migration */
 
 	struct vdev dev;	/* container, group, first fd, region layout */
 	int fd;			/* the epoch's device fd */
@@ -126,10 +146,13 @@ enum op {
 	OP_READ, OP_WRITE, OP_INFO, OP_REGION_INFO, OP_IRQ_INFO, OP_SET_IRQS,
 	OP_RESET, OP_HOT_RESET_INFO, OP_HOT_RESET, OP_IOEVENTFD, OP_FEATURE,
 	OP_RAW_IOCTL, OP_MMAP, OP_MUNMAP, OP_MREMAP, OP_FORK, OP_MMIO,
-	OP_CFS, OP_APPLY, OP_REOPEN, NOPS
+	OP_CFS, OP_APPLY, OP_REOPEN, OP_MIG, OP_DFD, NOPS
 };
 
 extern const char *const op_names[NOPS];
+
+/* Each fuzz thread's call now (ops.c's index, -1: none), for a stall's report. */
+extern atomic_int doing[64];
 
 struct stats {
 	struct tally t[NOPS];
@@ -146,6 +169,28 @@ void read_sentinel(int fd, struct rng *r, struct stats *st);
 void fault_handler_init(void);
 /* Make a BAR0 write safe for the emulated edu (no DMA, no IRQ storms). */
 void hazard_fix(uint64_t off, uint8_t *buf, uint64_t len);
+/* The guard over byte @b of BAR0, or NULL. */
+const struct sentinel *guard_at(uint64_t b);
+/* Whether a sentinel's dword may read @val now (resets, loads). */
+bool sentinel_ok(const struct sentinel *s, uint32_t val);
+
+/* mig.c: VFIO migration (-m). */
+void mig_init(void);
+/* At an epoch's start, the device just opened: RUNNING, nothing open. */
+void mig_epoch_start(void);
+/* The epoch is stuck in RESUMING (a refused load) for long: end it. */
+bool mig_stuck(void);
+/* Around a call that may change the migration state behind op_mig(). */
+void mig_interfere_begin(void);
+void mig_interfere_end(void);
+/* A VFIO_DEVICE_FEATURE call's result: data fds, migration answers. */
+void mig_feature_result(const struct vfio_device_feature *f, int err);
+/* The fuzz threads' calls: a transition, and a data fd's call. */
+void mig_op(struct rng *r, struct stats *st, uint8_t *buf);
+void dfd_op(struct rng *r, struct stats *st, uint8_t *buf);
+/* The end of the run: every data fd closed, none left. */
+void mig_finish(void);
+void mig_print(void);
 
 /* cfs.c: configfs. */
 int cfs_write(const char *rel, const char *val);

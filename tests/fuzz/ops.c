@@ -28,11 +28,13 @@
 #define NMAPS		8
 #define NEFD		4
 
+atomic_int doing[64];
+
 const char *const op_names[NOPS] = {
 	"read", "write", "get_info", "region_info", "irq_info", "set_irqs",
 	"reset", "hot_reset_info", "hot_reset", "ioeventfd", "feature",
 	"raw_ioctl", "mmap", "munmap", "mremap", "fork", "mmio",
-	"configfs", "apply", "reopen",
+	"configfs", "apply", "reopen", "mig", "data_fd",
 };
 
 struct mapping {
@@ -162,7 +164,7 @@ struct verdict {
 	bool in_zone;		/* every byte in the guard zone */
 };
 
-static const struct sentinel *guard_at(uint64_t b)
+const struct sentinel *guard_at(uint64_t b)
 {
 	unsigned int i;
 
@@ -238,13 +240,27 @@ static bool count_ok(const struct access *a, ssize_t n)
 	       (n > 0 && (uint64_t)n < a->len && part_boundary(a->off + n));
 }
 
-/* The value a sentinel's dword may hold now. */
-static bool sentinel_ok(const struct sentinel *s, uint32_t val)
+/*
+ * The value a sentinel's dword may hold now: its own, its reset value
+ * after a reset, and for a witness, a value a migration load may have
+ * left (mig.c registers those before the load can run).
+ */
+bool sentinel_ok(const struct sentinel *s, uint32_t val)
 {
-	if (val == s->v0)
+	unsigned int i, n;
+
+	if (val == s->v0 || (atomic_load(&fz.ep.reset_seen) &&
+			     fz.reset_known && val == s->reset))
 		return true;
-	return atomic_load(&fz.ep.reset_seen) && fz.reset_known &&
-	       val == s->reset;
+	if (s->role != WITNESS)
+		return false;
+	if (atomic_load(&s->loose))
+		return true;
+	n = atomic_load(&s->ncand);
+	for (i = 0; i < n; i++)
+		if (atomic_load(&s->cand[i]) == val)
+			return true;
+	return false;
 }
 
 /* -- checks ---------------------------------------------------------- */
@@ -615,7 +631,9 @@ static void op_reset(struct worker *w)
 {
 	/* before the call: a reader may see its effect before it returns */
 	atomic_store(&fz.ep.reset_seen, true);
+	mig_interfere_begin();	/* a reset returns to RUNNING */
 	do_ioctl(w, OP_RESET, VFIO_DEVICE_RESET, NULL);
+	mig_interfere_end();
 }
 
 static void op_hot_reset_info(struct worker *w)
@@ -641,7 +659,9 @@ static void op_hot_reset(struct worker *w)
 	hr->group_fds[3] = -1;
 	hr->argsz = pick_argsz(w->r, sizeof(*hr) + 4 * count, sizeof(*hr) + 16);
 	atomic_store(&fz.ep.reset_seen, true);
+	mig_interfere_begin();
 	do_ioctl(w, OP_HOT_RESET, VFIO_DEVICE_PCI_HOT_RESET, hr);
+	mig_interfere_end();
 }
 
 /* An ioeventfd's write, made safe for edu the way any other write is. */
@@ -690,8 +710,13 @@ static void op_ioeventfd(struct worker *w)
 	}
 }
 
+/* With -m, vfio core's migration features (MIG_DATA_SIZE: 6.3 and later). */
 static bool feature_allowed(uint32_t feature)
 {
+	if (fz.mig && (feature == VFIO_DEVICE_FEATURE_MIGRATION ||
+		       feature == VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE ||
+		       feature == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE))
+		return true;
 	return feature == VFIO_DEVICE_FEATURE_PCI_VF_TOKEN ||
 	       feature == VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY ||
 	       feature == VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP ||
@@ -722,7 +747,11 @@ static void op_feature(struct worker *w)
 	if (feature == VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY ||
 	    feature == VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP)
 		atomic_store(&fz.ep.reset_seen, true);	/* D3hot */
+	/* a SET of MIG_DEVICE_STATE moves the state behind mig_op() */
+	mig_interfere_begin();
 	err = do_ioctl(w, OP_FEATURE, VFIO_DEVICE_FEATURE, f);
+	mig_feature_result(f, err);
+	mig_interfere_end();
 	if (!err && !feature_allowed(feature))
 		wrong("VFIO_DEVICE_FEATURE %u (flags 0x%x) succeeded; not allowlisted",
 		      feature, f->flags);
@@ -747,9 +776,19 @@ static void op_raw_ioctl(struct worker *w)
 	if (_IOC_TYPE(req) == VFIO_TYPE && _IOC_NR(req) == VFIO_BASE + 16)
 		return;
 	fill(w->r, w->buf, 4096);
+	/*
+	 * Never a MIG_DEVICE_STATE feature: the data fd it may return would
+	 * not be known (op_feature() makes those calls).
+	 */
+	if (req == VFIO_DEVICE_FEATURE &&
+	    (((struct vfio_device_feature *)w->buf)->flags &
+	     VFIO_DEVICE_FEATURE_MASK) == VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE)
+		((struct vfio_device_feature *)w->buf)->flags ^= 0x100;
 	/* resets and low power (VFIO_BASE + 11, 13, 17) may run */
 	atomic_store(&fz.ep.reset_seen, true);
+	mig_interfere_begin();
 	do_ioctl(w, OP_RAW_IOCTL, req, w->buf);
+	mig_interfere_end();
 }
 
 /* -- mappings -------------------------------------------------------- */
@@ -919,6 +958,18 @@ static void op_fork(struct worker *w)
 		  waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? 0 : ECHILD);
 }
 
+/* -- migration (mig.c, -m) ------------------------------------------ */
+
+static void op_mig(struct worker *w)
+{
+	mig_op(w->r, w->st, w->buf);
+}
+
+static void op_dfd(struct worker *w)
+{
+	dfd_op(w->r, w->st, w->buf);
+}
+
 /* -- the thread ------------------------------------------------------ */
 
 static const struct {
@@ -930,19 +981,28 @@ static const struct {
 	{ op_reset, 1 }, { op_hot_reset_info, 1 }, { op_hot_reset, 1 },
 	{ op_ioeventfd, 3 }, { op_feature, 3 }, { op_raw_ioctl, 2 },
 	{ op_mmap, 4 }, { op_munmap, 3 }, { op_mremap, 1 }, { op_mmio, 8 },
-	{ op_fork, 1 },
+	{ op_fork, 1 }, { op_mig, 5 }, { op_dfd, 8 },
 };
+
+static unsigned int weight(unsigned int i)
+{
+	bool mig = ops[i].fn == op_mig || ops[i].fn == op_dfd;
+
+	return mig && !fz.mig ? 0 : ops[i].weight;	/* migration: -m */
+}
 
 static void one_call(struct worker *w)
 {
 	unsigned int total = 0, i, k;
 
 	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-		total += ops[i].weight;
+		total += weight(i);
 	k = below(w->r, total);
-	for (i = 0; k >= ops[i].weight; i++)
-		k -= ops[i].weight;
+	for (i = 0; k >= weight(i); i++)
+		k -= weight(i);
+	atomic_store(&doing[w->who & 63], i);
 	ops[i].fn(w);
+	atomic_store(&doing[w->who & 63], -1);
 }
 
 void fuzz_epoch(struct rng *r, struct stats *st, unsigned int who)

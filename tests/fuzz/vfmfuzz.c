@@ -4,7 +4,7 @@
  * vfmediate (issue 16, item 2), as root in a test guest:
  *
  *   vfmfuzz [-s SEED] [-n CALLS] [-t SECONDS] [-j THREADS] [-e EPOCH]
- *           [-v] GROUP BDF
+ *           [-m] [-v] GROUP BDF
  *
  * The run is a series of epochs. Each starts with the device closed: the
  * controller writes random values into four sentinel registers of edu's
@@ -47,17 +47,25 @@
  * and the thread: a thread's calls repeat with the seed; their
  * interleaving does not (-j 1 makes a run nearly repeatable).
  *
+ * With -m the function offers VFIO migration (it was bound with
+ * regshadow attached): the fuzz threads also make checked state
+ * transitions and use every data fd they return, and most epochs run
+ * with regshadow over the guard zone, so that loads of streams saved
+ * earlier (or forged) may succeed where no guard is in their way (mig.c).
+ *
  * Unbinding, rebinding and VF removal are not done here: the removal
  * race tests (issue 16, item 3) cover them.
  *
  * Prints "seed=..." first, "WRONG: ..." for each failed check, and last
- * "result: calls=N epochs=N seconds=N wrong=N" after a table of outcomes
+ * "result: calls=N epochs=N seconds=N wrong=N" (with -m, migration's
+ * counts: mig_print()) after a table of outcomes
  * per call. Exit status 0: no wrong result; 1: some; 3: the fuzzer could
  * not run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,7 +103,8 @@ bool count_call(void)
 {
 	unsigned long n = atomic_fetch_add(&fz.calls, 1) + 1;
 
-	if (n >= fz.budget || (fz.seconds && (n & 255) == 0 &&
+	/* every 64 calls: a slow kernel's slice keeps close to its limit */
+	if (n >= fz.budget || (fz.seconds && (n & 63) == 0 &&
 			       elapsed() >= fz.seconds))
 		atomic_store(&fz.done, true);
 	return atomic_load(&fz.done);
@@ -237,6 +246,33 @@ static void measure_reset(struct rng *r)
 			die("reset values vary");
 }
 
+/*
+ * Migratability is decided at bind and stays while the function is bound
+ * (kmod/migrate.c): the directory made again here says so, and the
+ * feature is there exactly with -m, STOP_COPY only.
+ */
+static void check_migration(void)
+{
+	uint64_t a[2] = { 0 };
+	struct vfio_device_feature *f = (void *)a;
+	char path[300], state[32] = "";
+	int fd, err;
+
+	f->argsz = sizeof(a);
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
+	err = xioctl(fz.fd, VFIO_DEVICE_FEATURE, f);
+	if (fz.mig ? err || a[1] != VFIO_MIGRATION_STOP_COPY : err != ENOTTY)
+		wrong("GET MIGRATION: %s, flags 0x%llx (-m %s)", errname(err),
+		      (unsigned long long)a[1], fz.mig ? "given" : "not given");
+	snprintf(path, sizeof(path), "%s/migration", fz.cfs);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, state, sizeof(state) - 1) < 0)
+		die(path);
+	close(fd);
+	if (strcmp(state, fz.mig ? "running\n" : "none\n"))
+		wrong("configfs migration reads %s", state);
+}
+
 /* -- epochs ---------------------------------------------------------- */
 
 static const char *const action_names[] = { "ro", "deny", "ignore" };
@@ -337,6 +373,36 @@ static void describe_epoch(void)
 	fflush(stdout);
 }
 
+/*
+ * -m: regshadow over the guard zone for most epochs (the configfs thread
+ * then leaves the mediator alone, cfs.c), so that a load's outcome is
+ * known; the others run with the configfs thread's mediators.
+ */
+static void attach_window(void)
+{
+	if (!fz.ep.mig_window)
+		return;
+	if (cfs_write("mediator", "regshadow") ||
+	    cfs_write("mediator_args", "bar=0,range=0x0-0xff"))
+		die("attach regshadow");
+}
+
+/* One read alone at each of a few places of BAR0 (see start_epoch()). */
+static void first_accesses(void)
+{
+	const uint64_t size = fz.dev.region_size[0];
+	const uint64_t at[] = { 0x100, 0x1000, size / 2, size - 4 };
+	uint32_t v;
+	unsigned int i;
+
+	for (i = 0; i < NSENT; i++)
+		if (pread(fz.fd, &v, 4, fz.ep.s[i].off) < 0)
+			continue;
+	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++)
+		if (pread(fz.fd, &v, 4, at[i]) < 0)
+			continue;
+}
+
 /* The device is open without rules on entry; open with the epoch's. */
 static void start_epoch(struct rng *r, struct stats *st)
 {
@@ -346,6 +412,8 @@ static void start_epoch(struct rng *r, struct stats *st)
 	pick_roles(r);
 	write_guards(r);
 	cfs_random(r, st, below(r, 12));
+	fz.ep.mig_window = fz.mig && chance(r, 75);
+	attach_window();
 	describe_epoch();
 	fz.fd = open_fd();
 	tally_add(&st->t[OP_REOPEN], fz.fd < 0 ? errno : 0);
@@ -354,6 +422,7 @@ static void start_epoch(struct rng *r, struct stats *st)
 	/* the random part may not open (fails closed): the guards must */
 	cfs_purge();
 	write_guards(r);
+	attach_window();
 	fz.fd = open_fd();
 	if (fz.fd < 0) {
 		wrong("open with the epoch's guards alone: %s", errname(errno));
@@ -363,16 +432,20 @@ static void start_epoch(struct rng *r, struct stats *st)
 			die("open without rules");
 		pick_roles(r);
 		memset(fz.ep.s, 0, sizeof(fz.ep.s));
-		fz.ep.cls.on = fz.ep.msi_guard = false;
+		fz.ep.cls.on = fz.ep.msi_guard = fz.ep.mig_window = false;
 	}
 opened:
 	/*
 	 * vfio-pci-core maps a BAR at its first access after an open, without
 	 * a lock: two first accesses at once make the second fail with EBUSY
 	 * (vfio_pci_core_setup_barmap() requests the region twice), under
-	 * vfio-pci as under vfmediate. Make the first access here. (0x00 is
-	 * no sentinel's: no guard covers it.)
+	 * vfio-pci as under vfmediate. Make the first accesses here, alone.
+	 * Not one: an access a mediator traps (regshadow's window, -m) goes
+	 * through vfmediate's own mapping and leaves vfio-pci-core's unmade,
+	 * so read at places different rules may send different ways (the
+	 * sentinels, outside the zone); failures do not matter here.
 	 */
+	first_accesses();
 	if (rd32(0) != EDU_ID_VALUE)
 		wrong("edu's ID register reads 0x%08x at the epoch's open", rd32(0));
 	/*
@@ -382,6 +455,7 @@ opened:
 	fz.ep.cls.v0 = sysfs_cls();
 	atomic_store(&fz.ep.reset_seen, false);
 	atomic_store(&fz.stop_epoch, false);
+	mig_epoch_start();
 }
 
 /* Rules off (live or by reopening), then the guards' and witnesses' values. */
@@ -413,8 +487,7 @@ static void end_epoch(struct rng *r, struct stats *st)
 		if (s->role == FREE)
 			continue;
 		v = rd32(s->off);
-		if (v != s->v0 && !(atomic_load(&fz.ep.reset_seen) &&
-				    fz.reset_known && v == s->reset))
+		if (!sentinel_ok(s, v))
 			wrong("%s sentinel bar0+0x%x changed: 0x%08x, set to 0x%08x",
 			      s->role == GUARD ? "guarded" : "witness", s->off,
 			      v, s->v0);
@@ -453,6 +526,67 @@ static void *thread_main(void *arg)
 	}
 }
 
+/*
+ * No call for a minute: say where each thread is, in the fuzzer (ops.c's
+ * index of its call) and in the kernel (its stack), once.
+ */
+static void stall_report(void)
+{
+	char path[300], buf[4096];
+	struct dirent *de;
+	unsigned int i;
+	DIR *dir;
+	ssize_t n;
+	int fd;
+
+	printf("STALL: no call for 60 s at call %lu; threads doing:",
+	       atomic_load(&fz.calls));
+	for (i = 0; i < fz.threads; i++)
+		printf(" %d", atomic_load(&doing[i]));
+	printf("\n");
+	dir = opendir("/proc/self/task");
+	while (dir && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", de->d_name);
+		fd = open(path, O_RDONLY);
+		n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (fd >= 0)
+			close(fd);
+		buf[n > 0 ? n : 0] = 0;
+		printf("STALL: task %s:\n%s", de->d_name, buf);
+	}
+	if (dir)
+		closedir(dir);
+	fflush(stdout);
+}
+
+/* A thread watching for a stall (a hang anywhere stops every call). */
+static void *watchdog(void *arg)
+{
+	unsigned long last = ~0UL, still = 0;
+
+	(void)arg;
+	while (!atomic_load(&fz.done)) {
+		sleep(2);
+		if (atomic_load(&fz.calls) != last) {
+			last = atomic_load(&fz.calls);
+			still = 0;
+		} else if (++still == 30) {
+			stall_report();
+		}
+	}
+	return NULL;
+}
+
+/* Wait for the epoch's calls, or a device stuck in RESUMING (its last close frees it). */
+static void wait_epoch(unsigned long mark)
+{
+	while (!atomic_load(&fz.done) &&
+	       atomic_load(&fz.calls) - mark < fz.epoch_calls && !mig_stuck())
+		usleep(2000);
+}
+
 /* The controller: epochs until the budget or the time is used up. */
 static void run(struct thread *th, unsigned int nth, struct stats *st)
 {
@@ -464,9 +598,7 @@ static void run(struct thread *th, unsigned int nth, struct stats *st)
 		start_epoch(&r, st);
 		mark = atomic_load(&fz.calls);
 		pthread_barrier_wait(&fz.start);
-		while (!atomic_load(&fz.done) &&
-		       atomic_load(&fz.calls) - mark < fz.epoch_calls)
-			usleep(2000);
+		wait_epoch(mark);
 		atomic_store(&fz.stop_epoch, true);
 		pthread_barrier_wait(&fz.end);
 		end_epoch(&r, st);
@@ -502,7 +634,7 @@ static void print_stats(struct thread *th, unsigned int nth, struct stats *st)
 static void usage(void)
 {
 	fprintf(stderr, "usage: vfmfuzz [-s SEED] [-n CALLS] [-t SECONDS] "
-		"[-j THREADS] [-e EPOCH] [-v] GROUP BDF\n");
+		"[-j THREADS] [-e EPOCH] [-m] [-v] GROUP BDF\n");
 	exit(EXIT_BROKEN);
 }
 
@@ -514,13 +646,14 @@ static void parse(int argc, char **argv)
 	fz.budget = 100000;
 	fz.threads = 3;
 	fz.epoch_calls = 5000;
-	while ((c = getopt(argc, argv, "s:n:t:j:e:v")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:t:j:e:mv")) != -1) {
 		switch (c) {
 		case 's': fz.seed = strtoull(optarg, NULL, 0); break;
 		case 'n': fz.budget = strtoul(optarg, NULL, 0); break;
 		case 't': fz.seconds = strtoul(optarg, NULL, 0); break;
 		case 'j': fz.threads = strtoul(optarg, NULL, 0); break;
 		case 'e': fz.epoch_calls = strtoul(optarg, NULL, 0); break;
+		case 'm': fz.mig = true; break;
 		case 'v': fz.verbose = true; break;
 		default: usage();
 		}
@@ -537,12 +670,14 @@ int main(int argc, char **argv)
 	struct stats *st = calloc(1, sizeof(*st));
 	unsigned int i, nth;
 	struct rng r;
+	pthread_t wd;
 
 	parse(argc, argv);
+	mig_init();
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("seed=0x%llx calls=%lu threads=%u epoch=%lu device=%s\n",
+	printf("seed=0x%llx calls=%lu threads=%u epoch=%lu device=%s%s\n",
 	       (unsigned long long)fz.seed, fz.budget, fz.threads,
-	       fz.epoch_calls, fz.bdf);
+	       fz.epoch_calls, fz.bdf, fz.mig ? " migration" : "");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	snprintf(fz.cfs, sizeof(fz.cfs), "/sys/kernel/config/vfmediate/devices/%s",
 		 fz.bdf);
@@ -554,6 +689,7 @@ int main(int argc, char **argv)
 	if (fz.dev.region_size[0] < 0x100000 || rd32(0) != EDU_ID_VALUE)
 		skip("not an edu device");
 	fz.msi_cap = find_cap(&fz.dev, CAP_ID_MSI);
+	check_migration();
 	fault_handler_init();
 	rng_seed(&r, fz.seed, ~0ULL, 0);
 	measure_reset(&r);
@@ -572,14 +708,21 @@ int main(int argc, char **argv)
 		if (errno)
 			die("pthread_create");
 	}
+	errno = pthread_create(&wd, NULL, watchdog, NULL);
+	if (errno)
+		die("pthread_create");
+	pthread_detach(wd);
 	run(th, nth, st);
 	close(fz.fd);
 	cfs_purge();
 	if (rmdir(fz.cfs))
 		die("rmdir device directory");
+	mig_finish();
 	print_stats(th, nth, st);
-	printf("result: seed=0x%llx calls=%lu epochs=%lu seconds=%.0f wrong=%lu\n",
+	printf("result: seed=0x%llx calls=%lu epochs=%lu seconds=%.0f wrong=%lu",
 	       (unsigned long long)fz.seed, atomic_load(&fz.calls), fz.ep.n,
 	       elapsed(), atomic_load(&fz.wrong));
+	mig_print();
+	printf("\n");
 	return atomic_load(&fz.wrong) ? 1 : 0;
 }
