@@ -533,7 +533,9 @@ def test_ioeventfd_with_a_negative_bar_index_is_refused(edu_vfm):
 
 # -- VFIO migration (issue 15) ---------------------------------------------------
 
-MIG_ROUNDS = scaled(1000, 300)
+# Each round that spoils a stream reopens the device: on the debug kernel
+# 300 rounds took 3.5 minutes; 60 still spoil and load dozens of times.
+MIG_ROUNDS = 60 if DEBUG_KERNEL else 1000
 
 
 def test_migration_streams_raced_by_their_user(edu, bind, nobody):
