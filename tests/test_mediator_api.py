@@ -79,7 +79,7 @@ CAP_EXP, EXP_DEVCAP, EXP_DEVCTL = 0x10, 0x04, 0x08
 DEVCAP_FLR, DEVCTL_BCR_FLR = 1 << 28, 1 << 15
 
 DEVREAD_STATE = re.compile(r"bar0\[0\]=0x([0-9a-f]{8}) reads=(\d+) "
-                           r"resets=(\d+)")
+                           r"resets=(\d+) core_resets=(\d+) dev=(\S+)")
 AUDIT_LINE = re.compile(r"(bar[0-5]|rom|config|vga) reads=(\d+) writes=(\d+) "
                         r"read_bytes=(\d+) write_bytes=(\d+)")
 
@@ -384,17 +384,28 @@ def _flr_through_config(dev):
     return True
 
 
+def core_resets(v):
+    """(vfm_reset_count(), pci_name(vfm_pdev())) as devread shows them."""
+    m = DEVREAD_STATE.fullmatch(v.mediator_state)
+    assert m, f"bad devread state {v.mediator_state!r}"
+    return int(m[4]), m[5]
+
+
 def test_reset_reaches_the_mediator(nvme_vfm):
     with Vfm(nvme_vfm, mediator="devread") as v:
         with Device(nvme_vfm) as dev:
             dev.enable_bus_master()
             assert devread_state(v)[2] == 0
+            base, name = core_resets(v)
+            assert name == nvme_vfm
             last = 0
             for _ in range(3):
                 dev.reset()
                 resets = devread_state(v)[2]
                 assert resets >= last + 1
                 last = resets
+            # The core counts every reset since bind, before reset() runs.
+            assert core_resets(v)[0] - base == last
             assert _flr_through_config(dev), "the VF has no FLR"
             assert devread_state(v)[2] >= last + 1
     # A new open starts a new count.

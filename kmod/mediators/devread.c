@@ -17,14 +17,18 @@
  * A failed read of BAR0 in open() fails the open with its error.
  *
  * State (the device's configfs "mediator_state"), one line:
- *	bar0[0]=0x1234abcd reads=2 resets=0
+ *	bar0[0]=0x1234abcd reads=2 resets=0 core_resets=5 dev=0000:00:04.0
  * bar0[0] as show() read it just now, reads the BAR0 reads open() and
- * show() made, resets the reset() calls since open(). A failed read in
- * show() fails the read of "mediator_state" with its error.
+ * show() made, resets the reset() calls since open(), core_resets the
+ * resets the core counted since bind (vfm_reset_count()), dev the
+ * function's address through vfm_pdev() (the accessors' test). A failed
+ * read in show() fails the read of "mediator_state" with its error.
  */
 #include <linux/atomic.h>
 #include <linux/module.h>
+#include <linux/pci.h>
 #include <linux/slab.h>
+#include <linux/vfio_pci_core.h>
 #include <linux/vfmediate.h>
 
 #include "window.h"
@@ -121,9 +125,14 @@ static ssize_t devread_show(struct vfm_device *vd, void *priv, char *buf)
 	ret = devread_bar0(vd, d, &val);
 	if (ret)
 		return ret;
-	return scnprintf(buf, PAGE_SIZE, "bar0[0]=0x%08x reads=%lld resets=%lld\n",
+	/* The two accessors name the same function. */
+	if (vfm_core_device(vd)->pdev != vfm_pdev(vd))
+		return -EIO;
+	return scnprintf(buf, PAGE_SIZE,
+			 "bar0[0]=0x%08x reads=%lld resets=%lld core_resets=%llu dev=%s\n",
 			 val, (long long)atomic64_read(&d->reads),
-			 (long long)atomic64_read(&d->resets));
+			 (long long)atomic64_read(&d->resets), vfm_reset_count(vd),
+			 pci_name(vfm_pdev(vd)));
 }
 
 static const struct vfm_mediator_ops devread_ops = {
