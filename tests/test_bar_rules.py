@@ -204,6 +204,11 @@ def nvme_identify(dev):
     dev.write32(BAR0, CQ0_HEAD, 1)
     dev.write32(BAR0, NVME_CC, 0)
     wait_reg(dev, NVME_CSTS, 0x1, 0x0)
+    # Leave the admin queue registers as a fresh VF has them: disabling
+    # the controller keeps them, and later tests (the demo) read AQA's
+    # reset value.
+    for reg in (NVME_AQA, NVME_ASQ, NVME_ASQ + 4, NVME_ACQ, NVME_ACQ + 4):
+        dev.write32(BAR0, reg, 0)
     dev.disable_irqs(IRQ_MSIX)
     for iova in (ASQ_IOVA, ACQ_IOVA, DATA_IOVA):
         c.dma_unmap(iova, PAGE)
