@@ -8,6 +8,7 @@
   functions (igb, QEMU 8 and later, is the one with an expansion ROM).
 """
 import errno
+import json
 import os
 import re
 import sys
@@ -66,15 +67,42 @@ def pytest_configure(config):
                     "tests/vm/run -- python3 -m pytest tests/", returncode=2)
 
 
+# Each test's seconds in a measured run of the debug kernel (from its
+# junit XML), for dealing the tests out over shards by weight.
+DURATIONS = os.path.join(os.path.dirname(__file__), "vm",
+                         "debug-durations.json")
+DEFAULT_SECONDS = 5.0   # a test the file does not know yet
+
+
+def _deal(items, n):
+    """The shard (0-based) of each test: the longest first, each to the
+    shard with the least time so far (LPT), with the seconds of
+    tests/vm/debug-durations.json. The same on every shard's guest."""
+    try:
+        with open(DURATIONS) as f:
+            seconds = json.load(f)
+    except (OSError, ValueError):
+        seconds = {}
+    weight = [seconds.get(t.nodeid, DEFAULT_SECONDS) for t in items]
+    load = [0.0] * n
+    shard_of = [0] * len(items)
+    for k in sorted(range(len(items)), key=lambda k: (-weight[k], k)):
+        s = min(range(n), key=lambda j: (load[j], j))
+        shard_of[k] = s
+        load[s] += weight[k]
+    return shard_of
+
+
 def pytest_collection_modifyitems(config, items):
-    """--shard I/N: deal the tests out in turn, so that the slow ones of
-    a file do not all land in one shard."""
+    """--shard I/N: deal the tests out by their measured time, so that the
+    shards end together; each runs its tests in the suite's order."""
     shard = _shard(config)
     if not shard:
         return
     i, n = shard
-    keep = [t for k, t in enumerate(items) if k % n == i - 1]
-    drop = [t for k, t in enumerate(items) if k % n != i - 1]
+    shard_of = _deal(items, n)
+    keep = [t for k, t in enumerate(items) if shard_of[k] == i - 1]
+    drop = [t for k, t in enumerate(items) if shard_of[k] != i - 1]
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep
