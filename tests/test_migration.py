@@ -47,16 +47,21 @@ def edus():
     return found[:2]
 
 
-@pytest.fixture
-def pair(edus, bind):
-    """Both edu functions, configured with regshadow and then bound."""
-    cfgs = [Vfm(bdf, mediator="regshadow", args=WINDOW).create()
-            for bdf in edus]
+def configured(edus, bind, mediator, args):
+    """Both edu functions, configured with @mediator first, then bound
+    (migratability is decided at bind); the directories go after."""
+    cfgs = [Vfm(bdf, mediator=mediator, args=args).create() for bdf in edus]
     for bdf in edus:
         bind(bdf, "vfmediate")
     yield edus, cfgs
     for c in cfgs:
         c.remove()
+
+
+@pytest.fixture
+def pair(edus, bind):
+    """Both edu functions with regshadow."""
+    yield from configured(edus, bind, "regshadow", WINDOW)
 
 
 def errno_of(fn, *args):
@@ -355,13 +360,7 @@ OD_SWITCH, OD_INSIDE, OD_MARK = 0x80000, 0x80010, 0x0DDE3A4D
 def od_pair(edus, bind):
     """Both edu functions with the test-only ondemand mediator, which
     migrates its switch and has stop() and run() hooks."""
-    cfgs = [Vfm(bdf, mediator="ondemand", args=OD_WINDOW).create()
-            for bdf in edus]
-    for bdf in edus:
-        bind(bdf, "vfmediate")
-    yield edus, cfgs
-    for c in cfgs:
-        c.remove()
+    yield from configured(edus, bind, "ondemand", OD_WINDOW)
     od = vfm.Module("vfmediate_ondemand")
     assert not od.loaded or od.unload() == 0
 
