@@ -135,21 +135,32 @@ static int vfm_mig_release(struct inode *inode, struct file *filp)
 	return 0;
 }
 
+/*
+ * Lock @migf for a read() or write(): the files are streams, and one
+ * whose transfer ended (or was taken for a load) says ENODEV.
+ */
+static int vfm_mig_file_lock(struct vfm_mig_file *migf, loff_t *pos)
+{
+	if (pos)
+		return -ESPIPE;
+	mutex_lock(&migf->lock);
+	if (READ_ONCE(migf->disabled)) {
+		mutex_unlock(&migf->lock);
+		return -ENODEV;
+	}
+	return 0;
+}
+
 static ssize_t vfm_mig_read(struct file *filp, char __user *buf, size_t len,
 			    loff_t *pos)
 {
 	struct vfm_mig_file *migf = filp->private_data;
 	ssize_t ret;
 
-	if (pos)
-		return -ESPIPE;
+	ret = vfm_mig_file_lock(migf, pos);
+	if (ret)
+		return ret;
 	pos = &filp->f_pos;
-
-	mutex_lock(&migf->lock);
-	if (READ_ONCE(migf->disabled)) {
-		ret = -ENODEV;
-		goto out;
-	}
 	if (*pos > migf->len) {
 		ret = -EINVAL;
 		goto out;
@@ -171,15 +182,10 @@ static ssize_t vfm_mig_write(struct file *filp, const char __user *buf,
 	struct vfm_mig_file *migf = filp->private_data;
 	ssize_t ret;
 
-	if (pos)
-		return -ESPIPE;
+	ret = vfm_mig_file_lock(migf, pos);
+	if (ret)
+		return ret;
 	pos = &filp->f_pos;
-
-	mutex_lock(&migf->lock);
-	if (READ_ONCE(migf->disabled)) {
-		ret = -ENODEV;
-		goto out;
-	}
 	/* A stream longer than the destination's state can be is not ours. */
 	if (*pos != migf->len || len > migf->cap - migf->len) {
 		ret = -EFBIG;

@@ -441,6 +441,24 @@ static void vfm_nl_multicast(struct sk_buff *msg, void *hdr)
 		cmpxchg(&vfm_nl_monitor_state, 1, -1);	/* no one, after all */
 }
 
+/* An event message of @type about @dev, its header in @hdr; NULL if none. */
+static struct sk_buff *vfm_nl_event_new(u32 type, const char *dev, void **hdr)
+{
+	struct sk_buff *msg;
+
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return NULL;
+	*hdr = genlmsg_put(msg, 0, 0, &vfm_genl_family, 0,
+			   VFMEDIATE_CMD_EVENT);
+	if (!*hdr || nla_put_u32(msg, VFMEDIATE_A_EVENT, type) ||
+	    nla_put_string(msg, VFMEDIATE_A_DEV_NAME, dev)) {
+		nlmsg_free(msg);
+		return NULL;
+	}
+	return msg;
+}
+
 /* A lifecycle event, from the event worker. */
 void vfm_nl_event(u32 type, const char *dev, const char *mediator,
 		  u64 generation, int err, const char *error)
@@ -448,15 +466,10 @@ void vfm_nl_event(u32 type, const char *dev, const char *mediator,
 	struct sk_buff *msg;
 	void *hdr;
 
-	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	msg = vfm_nl_event_new(type, dev, &hdr);
 	if (!msg)
 		return;
-	hdr = genlmsg_put(msg, 0, 0, &vfm_genl_family, 0,
-			  VFMEDIATE_CMD_EVENT);
-	if (!hdr ||
-	    nla_put_u32(msg, VFMEDIATE_A_EVENT, type) ||
-	    nla_put_string(msg, VFMEDIATE_A_DEV_NAME, dev) ||
-	    (mediator[0] &&
+	if ((mediator[0] &&
 	     nla_put_string(msg, VFMEDIATE_A_MED_NAME, mediator)) ||
 	    (generation &&
 	     vfm_nl_put_u64(msg, VFMEDIATE_A_DEV_GENERATION, generation)) ||
@@ -489,20 +502,15 @@ void vfm_nl_access_event(const struct vfm_counter *c,
 			 const struct vfm_access_rec *rec, int kind,
 			 u64 suppressed)
 {
+	u32 type = kind == VFM_EV_REFUSED ? VFMEDIATE_EVENT_ACCESS_REFUSED :
+					    VFMEDIATE_EVENT_ACCESS_AUDITED;
 	struct sk_buff *msg;
 	void *hdr;
 
-	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	msg = vfm_nl_event_new(type, c->dev, &hdr);
 	if (!msg)
 		return;
-	hdr = genlmsg_put(msg, 0, 0, &vfm_genl_family, 0,
-			  VFMEDIATE_CMD_EVENT);
-	if (!hdr ||
-	    nla_put_u32(msg, VFMEDIATE_A_EVENT, kind == VFM_EV_REFUSED ?
-			VFMEDIATE_EVENT_ACCESS_REFUSED :
-			VFMEDIATE_EVENT_ACCESS_AUDITED) ||
-	    nla_put_string(msg, VFMEDIATE_A_DEV_NAME, c->dev) ||
-	    nla_put_u32(msg, VFMEDIATE_A_REGION_INDEX, c->region) ||
+	if (nla_put_u32(msg, VFMEDIATE_A_REGION_INDEX, c->region) ||
 	    nla_put_string(msg, VFMEDIATE_A_REGION_NAME,
 			   vfm_region_name(c->region)) ||
 	    nla_put_string(msg, VFMEDIATE_A_RULE_NAME, c->name) ||
