@@ -9,7 +9,8 @@ part of every kernel's suite. ``make fuzz`` runs the same test for long
 - VFM_FUZZ_SECONDS: a time limit as well (default: the slice's);
 - VFM_FUZZ_SEED: the seed (default: the slice's fixed one), to replay a
   run that found something;
-- VFM_FUZZ_THREADS: fuzz threads (default 3).
+- VFM_FUZZ_THREADS: fuzz threads (default 3);
+- VFM_FUZZ_MIGRATION=0: without migration (-m).
 
 The function is bound with regshadow attached, so it offers VFIO
 migration for as long as it stays bound; its configfs directory is then
@@ -20,8 +21,9 @@ from every thread, saved streams replayed, forged and damaged loads
 
 The fuzzer checks every result whose outcome the documentation defines
 (see tests/fuzz/vfmfuzz.c) and prints a line per wrong result; the test
-fails on any, on a fuzzer that could not run, and (conftest) on any
-splat in the kernel log.
+fails on any, on a fuzzer that could not run or stalled (no call for a
+minute: its own report, then the kernel's blocked tasks), and (conftest)
+on any splat in the kernel log.
 """
 import os
 import re
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -101,39 +104,80 @@ def migratable_edu(edu, bind):
     return edu
 
 
-# Migration mode is opt-in (VFM_FUZZ_MIGRATION=1) until a hang is
-# understood: a guest went idle in it twice (a 1,000,000-call run on 6.12
-# and make check's slice on 6.1), with no kernel report; the fuzzer's
-# watchdog prints every thread's stack after 60 s without progress.
-MIGRATION = os.environ.get("VFM_FUZZ_MIGRATION") == "1"
+# Migration mode, unless VFM_FUZZ_MIGRATION=0 (e.g. to tell whether a
+# failure needs it).
+MIGRATION = os.environ.get("VFM_FUZZ_MIGRATION", "1") != "0"
+
+
+def blocked_tasks():
+    """The kernel's list of blocked tasks with their stacks (SysRq w),
+    which the hung-task detector does not cover for killable waits."""
+    kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    os.lseek(kmsg, 0, os.SEEK_END)
+    with open("/proc/sysrq-trigger", "w") as f:
+        f.write("w")
+    records = []
+    while True:
+        try:
+            records.append(os.read(kmsg, 8192).decode(errors="replace"))
+        except BlockingIOError:
+            break
+    os.close(kmsg)
+    return "".join(r.partition(";")[2] for r in records)
+
+
+def run_fuzzer(cmd):
+    """Run the fuzzer, its lines shown as they come (make fuzz runs for
+    long); its output. A stall (the fuzzer's STALL report: no call for a
+    minute) or a run past its time limit fails the test, with the kernel's
+    blocked tasks, instead of hanging the guest."""
+    print("running:", " ".join(cmd), flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    lines, stalled = [], threading.Event()
+
+    def reader():
+        for line in p.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+            if line.startswith("STALL: task"):
+                stalled.set()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    end = time.monotonic() + SECONDS + 600 if SECONDS else None
+    while not stalled.is_set():
+        try:
+            p.wait(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            if end is not None and time.monotonic() > end:
+                break
+    if p.poll() is None:
+        time.sleep(2)  # the rest of the stall report
+        tasks = blocked_tasks()
+        p.kill()
+        t.join(timeout=10)  # a task stuck in the kernel keeps the pipe
+        pytest.fail("the fuzzer stalled or overran; its output:\n" +
+                    "".join(lines) + "\nblocked tasks (SysRq w):\n" + tasks)
+    t.join(timeout=60)
+    out = "".join(lines)
+    assert not t.is_alive(), "the fuzzer's output stays open:\n" + out
+    assert p.returncode == 0, out
+    return out
 
 
 def test_fuzz_edu(fuzzer, edu, bind):
-    """Random uAPI calls (migration too, with VFM_FUZZ_MIGRATION=1) and
-    configfs changes on edu; no wrong result."""
+    """Random uAPI calls (migration too, unless VFM_FUZZ_MIGRATION=0)
+    and configfs changes on edu; no wrong result."""
     bdf = migratable_edu(edu, bind) if MIGRATION else bind(edu, "vfmediate")
     group = f"/dev/vfio/{pci.iommu_group(bdf)}"
     before = vfm.mediators()
     cmd = [fuzzer, "-s", hex(SEED), "-n", str(CALLS), "-t", str(SECONDS),
            "-j", str(THREADS)] + (["-m"] if MIGRATION else []) + [group, bdf]
-    print("running:", " ".join(cmd), flush=True)
-    # its lines as they come: make fuzz runs for long
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    # a hang (past its own time limit) fails the test, not the guest
-    watchdog = threading.Timer(SECONDS + 600, p.kill) if SECONDS else None
-    if watchdog:
-        watchdog.start()
-    lines = []
-    for line in p.stdout:
-        print(line, end="", flush=True)
-        lines.append(line)
-    rc = p.wait()
-    if watchdog:
-        watchdog.cancel()
-    out = "".join(lines)
+    out = run_fuzzer(cmd)
     res = _result(out)
-    assert rc == 0 and res["wrong"] == "0", out
+    assert res["wrong"] == "0", out
     assert int(res["calls"]) >= MIN_CALLS, out
     assert int(res["epochs"]) >= 1, out
     # migration was exercised: transitions, saves read whole, loads

@@ -131,6 +131,9 @@ struct fuzz {
 	atomic_ulong wrong;
 	atomic_bool stop_epoch;	/* fuzz threads: finish the epoch */
 	atomic_bool done;	/* budget or time used up */
+	atomic_bool quit;	/* the controller: threads, leave */
+	atomic_bool finished;	/* the run ended: the watchdog stops */
+	const char *_Atomic phase;	/* what the controller does */
 	pthread_barrier_t start, end;
 };
 

@@ -513,7 +513,12 @@ static void *thread_main(void *arg)
 	fault_handler_init();
 	for (;;) {
 		pthread_barrier_wait(&fz.start);
-		if (atomic_load(&fz.done))
+		/*
+		 * Not fz.done: another thread may use up the budget before
+		 * this one gets here, and the controller then waits for
+		 * this one at the epoch's end.
+		 */
+		if (atomic_load(&fz.quit))
 			return NULL;
 		rng_seed(&r, fz.seed, fz.ep.n, t->who + 1);
 		if (t->kind == FUZZER)
@@ -539,8 +544,8 @@ static void stall_report(void)
 	ssize_t n;
 	int fd;
 
-	printf("STALL: no call for 60 s at call %lu; threads doing:",
-	       atomic_load(&fz.calls));
+	printf("STALL: no call for 60 s at call %lu; controller: %s; threads doing:",
+	       atomic_load(&fz.calls), atomic_load(&fz.phase));
 	for (i = 0; i < fz.threads; i++)
 		printf(" %d", atomic_load(&doing[i]));
 	printf("\n");
@@ -561,13 +566,17 @@ static void stall_report(void)
 	fflush(stdout);
 }
 
-/* A thread watching for a stall (a hang anywhere stops every call). */
+/*
+ * A thread watching for a stall (a hang anywhere stops every call), until
+ * the run has ended: the way out after the last call (joins, the last
+ * close, the clean-up) takes well under a minute too.
+ */
 static void *watchdog(void *arg)
 {
 	unsigned long last = ~0UL, still = 0;
 
 	(void)arg;
-	while (!atomic_load(&fz.done)) {
+	while (!atomic_load(&fz.finished)) {
 		sleep(2);
 		if (atomic_load(&fz.calls) != last) {
 			last = atomic_load(&fz.calls);
@@ -595,12 +604,16 @@ static void run(struct thread *th, unsigned int nth, struct stats *st)
 
 	while (!atomic_load(&fz.done)) {
 		rng_seed(&r, fz.seed, fz.ep.n, 0);
+		atomic_store(&fz.phase, "starting an epoch");
 		start_epoch(&r, st);
 		mark = atomic_load(&fz.calls);
 		pthread_barrier_wait(&fz.start);
+		atomic_store(&fz.phase, "waiting for the epoch's calls");
 		wait_epoch(mark);
 		atomic_store(&fz.stop_epoch, true);
+		atomic_store(&fz.phase, "waiting for the threads to end the epoch");
 		pthread_barrier_wait(&fz.end);
+		atomic_store(&fz.phase, "ending an epoch");
 		end_epoch(&r, st);
 		fz.ep.n++;
 		if (atomic_load(&fz.calls) / 100000 != mark / 100000)
@@ -608,6 +621,8 @@ static void run(struct thread *th, unsigned int nth, struct stats *st)
 			       atomic_load(&fz.calls), fz.ep.n, elapsed(),
 			       atomic_load(&fz.wrong));
 	}
+	atomic_store(&fz.phase, "joining the threads");
+	atomic_store(&fz.quit, true);
 	pthread_barrier_wait(&fz.start);	/* releases them to exit */
 	while (nth--)
 		pthread_join(th[nth].tid, NULL);
@@ -708,16 +723,21 @@ int main(int argc, char **argv)
 		if (errno)
 			die("pthread_create");
 	}
+	atomic_store(&fz.phase, "starting");
 	errno = pthread_create(&wd, NULL, watchdog, NULL);
 	if (errno)
 		die("pthread_create");
 	pthread_detach(wd);
 	run(th, nth, st);
+	atomic_store(&fz.phase, "closing the device");
 	close(fz.fd);
+	atomic_store(&fz.phase, "emptying configfs");
 	cfs_purge();
 	if (rmdir(fz.cfs))
 		die("rmdir device directory");
+	atomic_store(&fz.phase, "closing the data fds");
 	mig_finish();
+	atomic_store(&fz.finished, true);
 	print_stats(th, nth, st);
 	printf("result: seed=0x%llx calls=%lu epochs=%lu seconds=%.0f wrong=%lu",
 	       (unsigned long long)fz.seed, atomic_load(&fz.calls), fz.ep.n,
