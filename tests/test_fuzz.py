@@ -187,3 +187,21 @@ def test_fuzz_edu(fuzzer, edu, bind):
     for name in vfm.mediators():
         assert vfm.read_attr(f"{vfm.MEDIATORS}/{name}/users") == "0", \
             (name, before)
+
+
+def test_fuzz_budget_used_up_as_an_epoch_starts(fuzzer, edu, bind):
+    """The fuzzer itself: a run whose calls are used up early in an epoch,
+    while one of its threads has not started that epoch yet, ends. (Such
+    a thread used to see the run done and leave, and the controller
+    waited for it forever: the fuzzer's own stall report then fails the
+    test within a minute.)"""
+    bdf = bind(edu, "vfmediate")
+    group = f"/dev/vfio/{pci.iommu_group(bdf)}"
+    # epoch 1: 1,000 calls; epoch 2: the last 300, made long before the
+    # open/close thread starts it 3 s late (300 calls take about 1 s on
+    # the debug kernel)
+    out = run_fuzzer([fuzzer, "-s", hex(SEED), "-n", "1300", "-e", "1000",
+                      "-L", "3000", "-j", str(THREADS), group, bdf])
+    res = _result(out)
+    assert res["wrong"] == "0", out
+    assert res["epochs"] == "2" and int(res["calls"]) >= 1300, out

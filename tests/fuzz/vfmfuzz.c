@@ -4,7 +4,7 @@
  * vfmediate (issue 16, item 2), as root in a test guest:
  *
  *   vfmfuzz [-s SEED] [-n CALLS] [-t SECONDS] [-j THREADS] [-e EPOCH]
- *           [-m] [-v] GROUP BDF
+ *           [-m] [-L MS] [-v] GROUP BDF
  *
  * The run is a series of epochs. Each starts with the device closed: the
  * controller writes random values into four sentinel registers of edu's
@@ -52,6 +52,11 @@
  * transitions and use every data fd they return, and most epochs run
  * with regshadow over the guard zone, so that loads of streams saved
  * earlier (or forged) may succeed where no guard is in their way (mig.c).
+ *
+ * -L MS, for a test of the fuzzer itself: the open/close thread starts
+ * each epoch MS milliseconds after the others (as a thread the scheduler
+ * holds back may), so that a budget used up early in an epoch finds it
+ * not yet started.
  *
  * Unbinding, rebinding and VF removal are not done here: the removal
  * race tests (issue 16, item 3) cover them.
@@ -518,6 +523,8 @@ static void *thread_main(void *arg)
 		 * this one gets here, and the controller then waits for
 		 * this one at the epoch's end.
 		 */
+		if (fz.late_ms && t->kind == OPENER)
+			usleep(fz.late_ms * 1000);
 		if (atomic_load(&fz.quit))
 			return NULL;
 		rng_seed(&r, fz.seed, fz.ep.n, t->who + 1);
@@ -649,7 +656,7 @@ static void print_stats(struct thread *th, unsigned int nth, struct stats *st)
 static void usage(void)
 {
 	fprintf(stderr, "usage: vfmfuzz [-s SEED] [-n CALLS] [-t SECONDS] "
-		"[-j THREADS] [-e EPOCH] [-m] [-v] GROUP BDF\n");
+		"[-j THREADS] [-e EPOCH] [-m] [-L MS] [-v] GROUP BDF\n");
 	exit(EXIT_BROKEN);
 }
 
@@ -661,7 +668,7 @@ static void parse(int argc, char **argv)
 	fz.budget = 100000;
 	fz.threads = 3;
 	fz.epoch_calls = 5000;
-	while ((c = getopt(argc, argv, "s:n:t:j:e:mv")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:t:j:e:mL:v")) != -1) {
 		switch (c) {
 		case 's': fz.seed = strtoull(optarg, NULL, 0); break;
 		case 'n': fz.budget = strtoul(optarg, NULL, 0); break;
@@ -669,6 +676,7 @@ static void parse(int argc, char **argv)
 		case 'j': fz.threads = strtoul(optarg, NULL, 0); break;
 		case 'e': fz.epoch_calls = strtoul(optarg, NULL, 0); break;
 		case 'm': fz.mig = true; break;
+		case 'L': fz.late_ms = strtoul(optarg, NULL, 0); break;
 		case 'v': fz.verbose = true; break;
 		default: usage();
 		}
