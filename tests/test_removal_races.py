@@ -201,12 +201,12 @@ class Hammer:
         return word, kv
 
     def open(self):
-        """Open and hold; EINVAL (the churn's half-written rule refused
-        at open) is tried again."""
+        """Open and hold; EINVAL or ERANGE (the churn's half-written rule
+        or mediator arguments refused at open) is tried again."""
         for _ in range(1000):
             self.send("open")
             word, kv = self.reply()
-            if kv["line"] != "open EINVAL":
+            if kv["line"] not in ("open EINVAL", "open ERANGE"):
                 break
         assert kv["line"] == "open ok", f"hammer {self.bdf}: {kv['line']}"
         self.held += 1

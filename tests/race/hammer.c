@@ -28,9 +28,9 @@
  *   close  stop and close: "closed ...".
  *   loop K "looping" once the first open has made its accesses, then:
  *          open, K accesses per thread, close, again, until "stop" or
- *          an open fails (but for EINVAL, a configuration refused as it
- *          stands, or EACCES, a VF token not set yet, for less than
- *          REFUSED_MAX_S seconds in a row): "loop cycles=N reqs=N
+ *          an open fails (but for EINVAL or ERANGE, a configuration
+ *          refused as it stands, or EACCES, a VF token not set yet, for
+ *          less than REFUSED_MAX_S seconds in a row): "loop cycles=N reqs=N
  *          end=stop|ERRNO ...",
  *          reqs counting the cycles vfio asked for the device in.
  * "..." is "accesses=N errors=[ERRNO:N,...]". Exit at end of input.
@@ -410,11 +410,13 @@ static void loop(unsigned long k)
 	while (!input_ready(0)) {
 		err = dev_open();
 		/*
-		 * EINVAL: the configuration is refused as it stands (a rule
-		 * the test is still writing); EACCES: a VF whose PF has not
+		 * EINVAL, ERANGE: the configuration is refused as it stands
+		 * (a rule the test is still writing; a mediator attached
+		 * whose arguments are not written yet, which ondemand
+		 * refuses as an empty window); EACCES: a VF whose PF has not
 		 * set the token yet since it was bound. Try again, a while.
 		 */
-		if (err == EINVAL || err == EACCES) {
+		if (err == EINVAL || err == ERANGE || err == EACCES) {
 			if (!refused_since)
 				refused_since = now();
 			if (now() - refused_since < REFUSED_MAX_S)
