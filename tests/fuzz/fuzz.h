@@ -119,7 +119,7 @@ struct fuzz {
 	const char *bdf;
 	bool verbose;
 	bool mig;		/* -m: the function offers VFIO migration */
-	unsigned int late_ms;	/* -L: the last thread starts epochs late */
+	unsigned int late_ms;	/* -L: the open/close thread starts late */
 
 	struct vdev dev;	/* container, group, first fd, region layout */
 	int fd;			/* the epoch's device fd */

@@ -518,13 +518,13 @@ static void *thread_main(void *arg)
 	fault_handler_init();
 	for (;;) {
 		pthread_barrier_wait(&fz.start);
+		if (fz.late_ms && t->kind == OPENER)
+			usleep(fz.late_ms * 1000);
 		/*
 		 * Not fz.done: another thread may use up the budget before
 		 * this one gets here, and the controller then waits for
 		 * this one at the epoch's end.
 		 */
-		if (fz.late_ms && t->kind == OPENER)
-			usleep(fz.late_ms * 1000);
 		if (atomic_load(&fz.quit))
 			return NULL;
 		rng_seed(&r, fz.seed, fz.ep.n, t->who + 1);
