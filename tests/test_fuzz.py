@@ -39,6 +39,7 @@ import pci
 import vfio
 import vfm
 from budget import DEBUG_KERNEL, scaled
+from conftest import Kmsg
 from vfio import Device
 from vfm import Vfm
 
@@ -112,18 +113,13 @@ MIGRATION = os.environ.get("VFM_FUZZ_MIGRATION", "1") != "0"
 def blocked_tasks():
     """The kernel's list of blocked tasks with their stacks (SysRq w),
     which the hung-task detector does not cover for killable waits."""
-    kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    os.lseek(kmsg, 0, os.SEEK_END)
-    with open("/proc/sysrq-trigger", "w") as f:
-        f.write("w")
-    records = []
-    while True:
-        try:
-            records.append(os.read(kmsg, 8192).decode(errors="replace"))
-        except BlockingIOError:
-            break
-    os.close(kmsg)
-    return "".join(r.partition(";")[2] for r in records)
+    kmsg = Kmsg()
+    try:
+        with open("/proc/sysrq-trigger", "w") as f:
+            f.write("w")
+        return "\n".join(kmsg.read())
+    finally:
+        kmsg.close()
 
 
 def run_fuzzer(cmd):

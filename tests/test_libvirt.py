@@ -45,13 +45,13 @@ import pytest
 
 import pci
 from budget import DEBUG_KERNEL
+from vfm import Vfm
 
 # libvirtd's managed hostdev: 2.5 minutes of the debug lane, whose kernel
 # paths (bind, open by QEMU, unbind) test_qemu_client.py runs there.
 pytestmark = pytest.mark.skipif(
     DEBUG_KERNEL, reason="libvirt's kernel paths run on the debug kernel "
     "in test_qemu_client.py")
-from vfm import Vfm
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 LIBVIRTD = "/usr/sbin/libvirtd"
