@@ -247,6 +247,8 @@ static ssize_t vfm_interval_rw(struct vfm_device *vd,
 			       bool iswrite)
 {
 	vfm_count(iv, off, count, iswrite);
+	if (iv->action == VFM_TRAP)	/* the usual case here */
+		return vfm_trap_rw(vd, tbl, index, buf, count, off, iswrite);
 	return vfm_action_rw(vd, tbl, iv->action, index, buf, count, off,
 			     iswrite);
 }
@@ -362,34 +364,35 @@ static ssize_t vfm_table_rw(struct vfm_device *vd, const struct vfm_table *tbl,
 
 /*
  * An access that needs the table while it is handled: a trap, whose
- * handler may sleep, or an access over several intervals. @iv is the trap
- * interval holding the whole access that vfm_quick_action() found in the
- * table of generation @gen, or NULL: it is used only if that table is
- * still the device's, which the generation, unique per device, tells.
+ * handler may sleep, or an access over several intervals.
  */
-static noinline ssize_t vfm_rw_mediated(struct vfm_device *vd, u64 gen,
-					const struct vfm_interval *iv,
+static noinline ssize_t vfm_rw_mediated(struct vfm_device *vd,
 					char __user *buf, size_t count,
 					loff_t *ppos, bool iswrite)
 {
-	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
-	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
 	const struct vfm_table *tbl;
 	ssize_t ret;
 	int idx;
 
 	idx = srcu_read_lock(&vd->srcu);
 	tbl = srcu_dereference(vd->table, &vd->srcu);
-	if (iv && tbl->generation == gen) {
-		ret = vfm_interval_rw(vd, tbl, iv, index, buf, count, off,
-				      iswrite);
-		if (ret > 0)
-			*ppos += ret;
-	} else {
-		ret = vfm_table_rw(vd, tbl, buf, count, ppos, iswrite);
-	}
+	ret = vfm_table_rw(vd, tbl, buf, count, ppos, iswrite);
 	srcu_read_unlock(&vd->srcu, idx);
+	return ret;
+}
 
+/* What vfio-pci-core is not asked for: a refusal, or an ignored access. */
+static noinline ssize_t vfm_rw_withheld(struct vfm_device *vd,
+					char __user *buf, size_t count,
+					loff_t *ppos, bool iswrite, u8 action)
+{
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
+	ssize_t ret;
+
+	ret = vfm_action_rw(vd, NULL, action, index, buf, count, off, iswrite);
+	if (ret > 0)
+		*ppos += ret;
 	return ret;
 }
 
@@ -398,12 +401,10 @@ static noinline ssize_t vfm_rw_mediated(struct vfm_device *vd, u64 gen,
  * moment: the access meets no interval (the filter tells without a
  * search), or one interval holds it whole and is not a trap. Counts the
  * hit and returns the action then, else VFM_NR_ACTIONS for
- * vfm_rw_mediated(), with *@trap set when one trap interval holds the
- * whole access.
+ * vfm_rw_mediated().
  */
 static u8 vfm_quick_action(const struct vfm_table *tbl, unsigned int index,
-			   u64 off, u64 end, bool iswrite,
-			   const struct vfm_interval **trap)
+			   u64 off, u64 end, bool iswrite)
 {
 	const struct vfm_region_table *rt = &tbl->rules->region[index];
 	const struct vfm_interval *iv;
@@ -413,12 +414,8 @@ static u8 vfm_quick_action(const struct vfm_table *tbl, unsigned int index,
 	iv = vfm_table_find(rt, iswrite, off);
 	if (!iv || iv->start >= end)
 		return VFM_PASS;
-	if (iv->start > off || end > iv->end)
+	if (iv->start > off || end > iv->end || iv->action == VFM_TRAP)
 		return VFM_NR_ACTIONS;
-	if (iv->action == VFM_TRAP) {
-		*trap = iv;
-		return VFM_NR_ACTIONS;
-	}
 	vfm_count(iv, off, end - off, iswrite);
 	return iv->action;
 }
@@ -435,42 +432,32 @@ static u8 vfm_quick_action(const struct vfm_table *tbl, unsigned int index,
  * it had started a moment earlier.
  *
  * Kept out of line so that the pass-through fast path in main.c stays a
- * test and a tail call.
+ * test and a tail call. Whatever follows the decision is a tail call too:
+ * under emulation every return costs a lookup.
  */
 noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 			     size_t count, loff_t *ppos, bool iswrite)
 {
 	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
-	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, gen = 0;
-	const struct vfm_interval *trap = NULL;
-	const struct vfm_table *tbl;
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
 	u8 action = VFM_PASS;
-	ssize_t ret;
 
 	if (index < VFM_NUM_REGIONS && count) {
 		rcu_read_lock_sched();
-		tbl = rcu_dereference_sched(vd->table);
-		action = vfm_quick_action(tbl, index, off, off + count,
-					  iswrite, &trap);
-		gen = tbl->generation;
+		action = vfm_quick_action(rcu_dereference_sched(vd->table),
+					  index, off, off + count, iswrite);
 		rcu_read_unlock_sched();
 	}
 	if (action == VFM_NR_ACTIONS)
-		return vfm_rw_mediated(vd, gen, trap, buf, count, ppos, iswrite);
-	/*
-	 * What passes goes to vfio-pci-core as a tail call, which moves
-	 * *@ppos itself: under emulation every return costs a lookup.
-	 */
+		return vfm_rw_mediated(vd, buf, count, ppos, iswrite);
+	/* What passes goes to vfio-pci-core, which moves *@ppos itself. */
 	if (action == VFM_PASS || (action == VFM_RO && !iswrite)) {
 		if (iswrite)
 			return vfio_pci_core_write(&vd->core.vdev, buf, count,
 						   ppos);
 		return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
 	}
-	ret = vfm_action_rw(vd, NULL, action, index, buf, count, off, iswrite);
-	if (ret > 0)
-		*ppos += ret;
-	return ret;
+	return vfm_rw_withheld(vd, buf, count, ppos, iswrite, action);
 }
 
 /* May [start, start + len) of a region be mmap'ed under @rt? */

@@ -26,19 +26,8 @@
 
 #include "vfmediate_core.h"
 
-#define VFM_EV_WINDOW		HZ
-#define VFM_EV_BURST		10
 /* Lifecycle events waiting; more are dropped (an open/close loop). */
 #define VFM_EV_MAX_QUEUED	1024
-
-/* vfm_counter.ev_flags */
-enum {
-	VFM_CTR_BUSY,		/* the record is being filled or waits */
-	VFM_CTR_READY,		/* the record is filled */
-	VFM_CTR_QUEUED,		/* on vfm_ev_queue */
-	VFM_CTR_FLUSH,		/* on vfm_flush_list */
-	VFM_CTR_SUMMARY,	/* report suppressed accesses when dequeued */
-};
 
 struct vfm_event {
 	struct vfm_ev_item item;
@@ -81,16 +70,12 @@ static void vfm_ev_enqueue(struct vfm_counter *c)
 }
 
 /*
- * Have the suppressed accesses of @c summed up once the window is over.
- * A summary already pending will count the access just suppressed: the
- * worker clears FLUSH before it takes the count. The plain test first
- * spares the atomic operation to every access of a hammered rule.
+ * Have the suppressed accesses of @c summed up once the window is over,
+ * unless that is pending already (vfm_ev_suppress() tests first).
  */
-static void vfm_ev_flush_later(struct vfm_counter *c)
+void vfm_ev_flush_later(struct vfm_counter *c)
 {
-	smp_mb__after_atomic();		/* the count before the test */
-	if (test_bit(VFM_CTR_FLUSH, &c->ev_flags) ||
-	    test_and_set_bit(VFM_CTR_FLUSH, &c->ev_flags))
+	if (test_and_set_bit(VFM_CTR_FLUSH, &c->ev_flags))
 		return;
 	vfm_counter_get(c);
 	llist_add(&c->flush_node, &vfm_flush_list);
@@ -113,35 +98,26 @@ static bool vfm_ev_allow(struct vfm_counter *c)
 }
 
 /*
- * Is the record of @c taken, or its budget of the window spent? Plain
- * reads: a stale answer only lets one access more try, or suppresses one
- * of the window's first, which is then counted all the same.
- */
-static bool vfm_ev_busy(struct vfm_counter *c)
-{
-	return test_bit(VFM_CTR_BUSY, &c->ev_flags) ||
-	       (atomic_read(&c->ev_sent) >= VFM_EV_BURST &&
-		time_before(jiffies, READ_ONCE(c->ev_window) + VFM_EV_WINDOW));
-}
-
-/*
  * Report an access that @c's rule audits or refuses, while someone
- * listens (vfm_monitored()); from the access path, in any context. The
- * record is the accessing task's to fill once it holds VFM_CTR_BUSY;
- * VFM_CTR_READY hands it to the worker.
+ * listens, unless vfm_event_access() found its record taken or its budget
+ * spent; from the access path, in any context. The record is the
+ * accessing task's to fill once it holds VFM_CTR_BUSY; VFM_CTR_READY
+ * hands it to the worker.
  */
-void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
+void vfm_event_record(struct vfm_counter *c, u8 action, u64 off, u32 size,
 		      bool iswrite)
 {
-	u8 kind = vfm_refuses(action, iswrite) ? VFM_EV_REFUSED :
-						 VFM_EV_AUDITED;
+	u8 kind = vfm_ev_kind(action, iswrite);
 	struct vfm_access_rec *rec = &c->rec;
 
-	if (vfm_ev_busy(c) || test_and_set_bit_lock(VFM_CTR_BUSY, &c->ev_flags))
-		goto suppress;
+	if (test_and_set_bit_lock(VFM_CTR_BUSY, &c->ev_flags)) {
+		vfm_ev_suppress(c, kind);
+		return;
+	}
 	if (!vfm_ev_allow(c)) {
 		clear_bit_unlock(VFM_CTR_BUSY, &c->ev_flags);
-		goto suppress;
+		vfm_ev_suppress(c, kind);
+		return;
 	}
 	rec->off = off;
 	rec->size = size;
@@ -156,10 +132,6 @@ void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
 	smp_mb__before_atomic();
 	set_bit(VFM_CTR_READY, &c->ev_flags);
 	vfm_ev_enqueue(c);
-	return;
-suppress:
-	atomic64_inc(&c->suppressed[kind]);
-	vfm_ev_flush_later(c);
 }
 
 /*
@@ -175,7 +147,7 @@ static void vfm_ev_counter(struct vfm_counter *c)
 	/* QUEUED clear before READY is read: see vfm_ev_enqueue()'s test. */
 	smp_mb__after_atomic();
 	if (test_bit(VFM_CTR_READY, &c->ev_flags)) {
-		/* READY before the record: pairs with vfm_event_access(). */
+		/* READY before the record: pairs with vfm_event_record(). */
 		smp_rmb();
 		rec = c->rec;
 		clear_bit(VFM_CTR_READY, &c->ev_flags);

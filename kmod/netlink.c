@@ -45,34 +45,61 @@ bool vfm_nl_listening(void)
 
 /*
  * Whether the monitor group has listeners, for the access path
- * (vfm_monitored()): 1 yes, 0 no, -1 unknown, ask genetlink. A socket
- * joining sets 1, before it is a listener; one leaving, or a multicast
- * that found no listener, sets -1, and the next access asks. So a
- * listener never misses an event for a stale 0; a stale 1, whose events
- * go nowhere, lasts until the first of them is sent.
+ * (vfm_monitored()): VFM_NL_ON when someone does, valid while
+ * VFM_NL_VALID is set; else, on kernels without the family's bind
+ * callbacks, for the rest of the tick of the stamp above them; else
+ * (0, or a stale stamp) unknown: the next access asks genetlink.
+ *
+ * With the bind callbacks the answer is exact: a socket joining sets ON,
+ * before it is a listener; one leaving, or a multicast that found no
+ * listener, forgets the answer. So a listener never misses an event for
+ * a stale "no"; a stale "yes", whose events go nowhere, lasts until the
+ * first of them is sent.
+ *
+ * Without them nothing tells the family of a socket joining, and asking
+ * netlink_has_listeners() at every audited or refused access would cost
+ * more than the rest of the access's decision, so the answer is asked
+ * for at most once a tick: a new listener is noticed within a tick.
  */
-int vfm_nl_monitor_state = -1;
+unsigned long vfm_nl_monitor_state;
+
+static unsigned long vfm_nl_monitor_answer(bool on)
+{
+	if (VFM_GENL_BIND)
+		return VFM_NL_VALID | on;
+	return vfm_nl_stamp() | on;
+}
 
 bool vfm_nl_monitored_slow(void)
 {
+	unsigned long old = READ_ONCE(vfm_nl_monitor_state);
 	bool on = vfm_nl_listening();
 
-	if (VFM_GENL_BIND)
-		cmpxchg(&vfm_nl_monitor_state, -1, on);
+	/* Unless a socket joined or left meanwhile. */
+	cmpxchg(&vfm_nl_monitor_state, old, vfm_nl_monitor_answer(on));
 	return on;
+}
+
+/* A multicast found no listener: forget a "yes". */
+static void vfm_nl_monitor_nobody(void)
+{
+	unsigned long old = READ_ONCE(vfm_nl_monitor_state);
+
+	if (old & VFM_NL_ON)
+		cmpxchg(&vfm_nl_monitor_state, old, 0);
 }
 
 static int __maybe_unused vfm_nl_bind(int group)
 {
 	if (group == VFM_NL_MONITOR)
-		WRITE_ONCE(vfm_nl_monitor_state, 1);
+		WRITE_ONCE(vfm_nl_monitor_state, VFM_NL_VALID | VFM_NL_ON);
 	return 0;
 }
 
 static void __maybe_unused vfm_nl_unbind(int group)
 {
 	if (group == VFM_NL_MONITOR)
-		WRITE_ONCE(vfm_nl_monitor_state, -1);
+		WRITE_ONCE(vfm_nl_monitor_state, 0);
 }
 
 static int vfm_nl_put_u64(struct sk_buff *skb, int type, u64 v)
@@ -438,7 +465,7 @@ static void vfm_nl_multicast(struct sk_buff *msg, void *hdr)
 	genlmsg_end(msg, hdr);
 	if (genlmsg_multicast(&vfm_genl_family, msg, 0, VFM_NL_MONITOR,
 			      GFP_KERNEL) == -ESRCH)
-		cmpxchg(&vfm_nl_monitor_state, 1, -1);	/* no one, after all */
+		vfm_nl_monitor_nobody();
 }
 
 /* An event message of @type about @dev, its header in @hdr; NULL if none. */

@@ -479,9 +479,10 @@ static int vfm_drop_plain_pass(struct vfm_region_table *rt, bool iswrite)
 }
 
 /*
- * The filter of one direction: a bitmap of the granules of [lo, hi) that
- * hold an interval, the granule being the smallest power of two from a
- * page up that keeps the bitmap within VFM_FILTER_BITS.
+ * The filter of one direction: the span [lo, hi) of its intervals and,
+ * past VFM_FILTER_MIN of them, a bitmap of the granules of the span that
+ * hold one, the granule being the smallest power of two from a page up
+ * that keeps the bitmap within VFM_FILTER_BITS.
  */
 static int vfm_build_filter(struct vfm_region_table *rt, bool iswrite)
 {
@@ -494,6 +495,8 @@ static int vfm_build_filter(struct vfm_region_table *rt, bool iswrite)
 		return 0;
 	f->lo = iv[0].start;
 	f->hi = iv[n - 1].end;
+	if (n <= VFM_FILTER_MIN)
+		return 0;
 	f->shift = PAGE_SHIFT;
 	while ((f->hi - f->lo - 1) >> f->shift >= VFM_FILTER_BITS)
 		f->shift++;

@@ -47,6 +47,7 @@
 
 #include <linux/configfs.h>
 #include <linux/bitops.h>
+#include <linux/jiffies.h>
 #include <linux/list.h>
 #include <linux/llist.h>
 #include <linux/minmax.h>
@@ -151,10 +152,13 @@ struct vfm_interval {
 };
 
 /*
- * Which parts of a region one direction's intervals touch, coarsely: bit
- * g of @bits is set when an interval meets [lo + g << shift, lo + (g + 1)
- * << shift). Lets an access that meets no interval go to vfio-pci-core
- * without searching the table. Empty (no bits) when there is no interval.
+ * Which parts of a region one direction's intervals touch, coarsely: all
+ * of them lie in [lo, hi), and bit g of @bits is set when an interval
+ * meets [lo + g << shift, lo + (g + 1) << shift). Lets an access that
+ * meets no interval go to vfio-pci-core without searching the table.
+ * Empty (lo == hi) when there is no interval. Only the span, no @bits,
+ * when there are at most VFM_FILTER_MIN intervals: a search of so few
+ * costs less than the bitmap's test.
  */
 struct vfm_filter {
 	u64 lo;
@@ -164,6 +168,7 @@ struct vfm_filter {
 };
 
 #define VFM_FILTER_BITS		4096
+#define VFM_FILTER_MIN		8
 
 static inline u64 vfm_filter_bits(const struct vfm_filter *f)
 {
@@ -180,6 +185,8 @@ static inline bool vfm_filter_hit(const struct vfm_filter *f, u64 off, u64 end)
 
 	if (end <= f->lo || off >= f->hi)
 		return false;
+	if (!f->bits)
+		return true;
 	first = off > f->lo ? (off - f->lo) >> f->shift : 0;
 	last = (min(end, f->hi) - 1 - f->lo) >> f->shift;
 	return last - first > 1 || test_bit(first, f->bits) ||
@@ -421,6 +428,9 @@ int vfm_rules_build_region(struct vfm_device *vd, struct vfm_rules *rules,
 			   unsigned int index, struct vfm_rule_spec *specs,
 			   u32 n, bool mmap_off);
 
+/* Up to this many intervals, a linear search is the shorter one. */
+#define VFM_LINEAR_MAX		4
+
 /* The interval holding @off, or the first one after it; NULL if none. */
 static inline const struct vfm_interval *
 vfm_table_find(const struct vfm_region_table *rt, bool iswrite, u64 off)
@@ -428,6 +438,11 @@ vfm_table_find(const struct vfm_region_table *rt, bool iswrite, u64 off)
 	const struct vfm_interval *iv = rt->iv[iswrite];
 	u32 lo = 0, hi = rt->nr[iswrite];
 
+	if (hi <= VFM_LINEAR_MAX) {
+		while (lo < hi && iv[lo].end <= off)
+			lo++;
+		return lo < hi ? &iv[lo] : NULL;
+	}
 	while (lo < hi) {
 		u32 mid = lo + (hi - lo) / 2;
 
@@ -440,9 +455,22 @@ vfm_table_find(const struct vfm_region_table *rt, bool iswrite, u64 off)
 }
 
 /* events.c */
+#define VFM_EV_WINDOW		HZ
+#define VFM_EV_BURST		10
+
+/* vfm_counter.ev_flags */
+enum {
+	VFM_CTR_BUSY,		/* the record is being filled or waits */
+	VFM_CTR_READY,		/* the record is filled */
+	VFM_CTR_QUEUED,		/* on vfm_ev_queue */
+	VFM_CTR_FLUSH,		/* on vfm_flush_list */
+	VFM_CTR_SUMMARY,	/* report suppressed accesses when dequeued */
+};
+
 void vfm_events_counter_init(struct vfm_counter *c);
-void vfm_event_access(struct vfm_counter *c, u8 action, u64 off, u32 size,
+void vfm_event_record(struct vfm_counter *c, u8 action, u64 off, u32 size,
 		      bool iswrite);
+void vfm_ev_flush_later(struct vfm_counter *c);
 void vfm_event_post(u32 type, const char *dev, const char *mediator,
 		    u64 generation, int err, const char *error);
 void vfm_events_exit(void);
@@ -451,15 +479,28 @@ void vfm_events_exit(void);
 int vfm_nl_init(void);
 void vfm_nl_exit(void);
 bool vfm_nl_listening(void);
-extern int vfm_nl_monitor_state;
+extern unsigned long vfm_nl_monitor_state;
 bool vfm_nl_monitored_slow(void);
+
+#define VFM_NL_ON	BIT(0)
+#define VFM_NL_VALID	BIT(1)
+
+/* vfm_nl_monitor_state's stamp of the current tick (netlink.c). */
+static inline unsigned long vfm_nl_stamp(void)
+{
+	unsigned long tick = jiffies;
+
+	return tick << 2 | VFM_NL_VALID;
+}
 
 /* Does anyone listen to the monitor group? For the access path. */
 static inline bool vfm_monitored(void)
 {
-	int state = READ_ONCE(vfm_nl_monitor_state);
+	unsigned long state = READ_ONCE(vfm_nl_monitor_state);
+	bool valid = VFM_GENL_BIND ? state & VFM_NL_VALID :
+				     (state & ~VFM_NL_ON) == vfm_nl_stamp();
 
-	return state < 0 ? vfm_nl_monitored_slow() : state;
+	return valid ? state & VFM_NL_ON : vfm_nl_monitored_slow();
 }
 
 void vfm_nl_event(u32 type, const char *dev, const char *mediator,
@@ -472,6 +513,51 @@ void vfm_nl_access_event(const struct vfm_counter *c,
 static inline bool vfm_refuses(u8 action, bool iswrite)
 {
 	return action == VFM_DENY || (action == VFM_RO && iswrite);
+}
+
+static inline u8 vfm_ev_kind(u8 action, bool iswrite)
+{
+	return vfm_refuses(action, iswrite) ? VFM_EV_REFUSED : VFM_EV_AUDITED;
+}
+
+/*
+ * Is the record of @c taken, or its budget of the window spent? Plain
+ * reads: a stale answer only lets one access more try, or suppresses one
+ * of the window's first, which is then counted all the same.
+ */
+static inline bool vfm_ev_busy(const struct vfm_counter *c)
+{
+	return test_bit(VFM_CTR_BUSY, &c->ev_flags) ||
+	       (atomic_read(&c->ev_sent) >= VFM_EV_BURST &&
+		time_before(jiffies, READ_ONCE(c->ev_window) + VFM_EV_WINDOW));
+}
+
+/*
+ * Count an access of @c's rule as suppressed, and have the count summed
+ * up once the window is over. A summary already pending will count it:
+ * the worker clears FLUSH before it takes the count. The plain test
+ * spares the atomic operation to every access of a hammered rule.
+ */
+static inline void vfm_ev_suppress(struct vfm_counter *c, u8 kind)
+{
+	atomic64_inc(&c->suppressed[kind]);
+	smp_mb__after_atomic();		/* the count before the test */
+	if (!test_bit(VFM_CTR_FLUSH, &c->ev_flags))
+		vfm_ev_flush_later(c);
+}
+
+/*
+ * Report an access that @c's rule audits or refuses, while someone
+ * listens (vfm_monitored()); from the access path, in any context. Inline
+ * for a hammered rule: most of its accesses are only counted.
+ */
+static inline void vfm_event_access(struct vfm_counter *c, u8 action, u64 off,
+				    u32 size, bool iswrite)
+{
+	if (vfm_ev_busy(c))
+		vfm_ev_suppress(c, vfm_ev_kind(action, iswrite));
+	else
+		vfm_event_record(c, action, off, size, iswrite);
 }
 
 /*

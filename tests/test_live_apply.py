@@ -403,6 +403,10 @@ def test_accesses_during_applies_see_old_or_new(edu_vfm):
                 bad.append(r)
 
     with Vfm(edu_vfm) as v, opened(edu_vfm) as dev:
+        # vfio-pci-core maps a BAR at its first access, without a lock:
+        # two threads racing that first access can get EBUSY (stock
+        # vfio-pci too). Map it before they start.
+        assert dev.read32(BAR0, EDU_ID) == EDU_ID_VALUE
         threads = [threading.Thread(target=reader, args=(dev,))
                    for _ in range(2)]
         for t in threads:

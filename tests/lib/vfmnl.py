@@ -25,6 +25,7 @@ import re
 import select
 import socket
 import struct
+import time
 from types import SimpleNamespace
 from typing import Optional
 
@@ -278,6 +279,10 @@ class Nl:
     def subscribe(self, group: str = MONITOR) -> None:
         self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP,
                              self.groups[group])
+        # Before 6.7 nothing tells the family of a new listener: the
+        # access path notices it within a tick (kmod/netlink.c). Two
+        # ticks at HZ=100, the lowest there is.
+        time.sleep(0.02)
 
     def unsubscribe(self, group: str = MONITOR) -> None:
         self.sock.setsockopt(SOL_NETLINK, NETLINK_DROP_MEMBERSHIP,
