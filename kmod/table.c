@@ -344,8 +344,10 @@ static int vfm_emit(struct vfm_region_table *rt, bool iswrite,
 		last->end = s->bounds[seg + 1];
 		last->action = vfm_effective_action(r, iswrite);
 		last->audit = r->audit;
-		if (r->ctr && (r->audit || r->action != VFM_PASS))
+		if (r->ctr && (r->audit || r->action != VFM_PASS)) {
 			last->ctr = vfm_counter_get(r->ctr);
+			last->pcpu = r->ctr->pcpu;
+		}
 	}
 	rt->iv[iswrite] = iv;
 	rt->nr[iswrite] = n;

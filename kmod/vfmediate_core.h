@@ -149,6 +149,8 @@ struct vfm_interval {
 	u8 action;
 	bool audit;	/* report the accesses it takes (events.c) */
 	struct vfm_counter *ctr;
+	/* @ctr's: counting a hit needs no other memory than the interval */
+	struct vfm_counts __percpu *pcpu;
 };
 
 /*
@@ -568,17 +570,17 @@ static inline void vfm_event_access(struct vfm_counter *c, u8 action, u64 off,
 static inline void vfm_count(const struct vfm_interval *iv, u64 off, u32 size,
 			     bool iswrite)
 {
-	struct vfm_counter *c = iv->ctr;
+	struct vfm_counts __percpu *pcpu = iv->pcpu;
 	bool refused = vfm_refuses(iv->action, iswrite);
 
-	if (!c)
+	if (!pcpu)
 		return;
-	this_cpu_inc(c->pcpu->hits);
-	this_cpu_add(c->pcpu->bytes, size);
+	this_cpu_inc(pcpu->hits);
+	this_cpu_add(pcpu->bytes, size);
 	if (refused)
-		this_cpu_inc(c->pcpu->refused);
+		this_cpu_inc(pcpu->refused);
 	if ((refused || iv->audit) && vfm_monitored())
-		vfm_event_access(c, iv->action, off, size, iswrite);
+		vfm_event_access(iv->ctr, iv->action, off, size, iswrite);
 }
 
 /* registry.c */
