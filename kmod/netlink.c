@@ -46,38 +46,48 @@ bool vfm_nl_listening(void)
 /*
  * Whether the monitor group has listeners, for the access path
  * (vfm_monitored()): VFM_NL_ON when someone does, valid while
- * VFM_NL_VALID is set; else, on kernels without the family's bind
- * callbacks, for the rest of the tick of the stamp above them; else
- * (0, or a stale stamp) unknown: the next access asks genetlink.
+ * VFM_NL_VALID is set; else (0, or a stale stamp) unknown: the next
+ * access asks genetlink and keeps the answer unless the word changed
+ * meanwhile.
  *
- * With the bind callbacks the answer is exact: a socket joining sets ON,
- * before it is a listener; one leaving, or a multicast that found no
- * listener, forgets the answer. So a listener never misses an event for
- * a stale "no"; a stale "yes", whose events go nowhere, lasts until the
+ * With the family's bind callbacks the answer is exact: a socket joining
+ * sets ON, before it is a listener; one leaving, or a multicast that
+ * found no listener, forgets the answer. Each of those changes bumps a
+ * count in the bits above the flags, so that an answer asked for before
+ * it is never kept after it. A listener thus never misses an event for a
+ * stale "no"; a stale "yes", whose events go nowhere, lasts until the
  * first of them is sent.
  *
- * Without them nothing tells the family of a socket joining, and asking
- * netlink_has_listeners() at every audited or refused access would cost
- * more than the rest of the access's decision, so the answer is asked
- * for at most once a tick: a new listener is noticed within a tick.
+ * Without them (before 6.7) nothing tells the family of a socket joining,
+ * and asking netlink_has_listeners() at every audited or refused access
+ * would cost more than the rest of the access's decision: the answer is
+ * kept for the rest of the tick it was asked in, stamped in the bits
+ * above the flags. A new listener is noticed within a tick.
  */
 unsigned long vfm_nl_monitor_state;
-
-static unsigned long vfm_nl_monitor_answer(bool on)
-{
-	if (VFM_GENL_BIND)
-		return VFM_NL_VALID | on;
-	return vfm_nl_stamp() | on;
-}
 
 bool vfm_nl_monitored_slow(void)
 {
 	unsigned long old = READ_ONCE(vfm_nl_monitor_state);
 	bool on = vfm_nl_listening();
+	unsigned long new;
 
-	/* Unless a socket joined or left meanwhile. */
-	cmpxchg(&vfm_nl_monitor_state, old, vfm_nl_monitor_answer(on));
+	if (VFM_GENL_BIND)
+		new = (old & ~(VFM_NL_VALID | VFM_NL_ON)) | VFM_NL_VALID | on;
+	else
+		new = vfm_nl_stamp() | on;
+	cmpxchg(&vfm_nl_monitor_state, old, new);
 	return on;
+}
+
+/* A change of listeners: the new flags, and a new count (see above). */
+static void vfm_nl_monitor_change(unsigned long old, unsigned long flags)
+{
+	unsigned long new;
+
+	do {
+		new = ((old & ~(VFM_NL_VALID | VFM_NL_ON)) + 4) | flags;
+	} while (!try_cmpxchg(&vfm_nl_monitor_state, &old, new));
 }
 
 /* A multicast found no listener: forget a "yes". */
@@ -85,21 +95,26 @@ static void vfm_nl_monitor_nobody(void)
 {
 	unsigned long old = READ_ONCE(vfm_nl_monitor_state);
 
-	if (old & VFM_NL_ON)
+	if (!(old & VFM_NL_ON))
+		return;
+	if (VFM_GENL_BIND)
+		vfm_nl_monitor_change(old, 0);
+	else
 		cmpxchg(&vfm_nl_monitor_state, old, 0);
 }
 
 static int __maybe_unused vfm_nl_bind(int group)
 {
 	if (group == VFM_NL_MONITOR)
-		WRITE_ONCE(vfm_nl_monitor_state, VFM_NL_VALID | VFM_NL_ON);
+		vfm_nl_monitor_change(READ_ONCE(vfm_nl_monitor_state),
+				      VFM_NL_VALID | VFM_NL_ON);
 	return 0;
 }
 
 static void __maybe_unused vfm_nl_unbind(int group)
 {
 	if (group == VFM_NL_MONITOR)
-		WRITE_ONCE(vfm_nl_monitor_state, 0);
+		vfm_nl_monitor_change(READ_ONCE(vfm_nl_monitor_state), 0);
 }
 
 static int vfm_nl_put_u64(struct sk_buff *skb, int type, u64 v)
