@@ -116,7 +116,8 @@ struct vfm_ev_item {
 /*
  * A rule's counters, shared by the rule and the tables compiled from it,
  * and the state of its access events: it names the rule, so that events
- * need nothing else. The event fields belong to events.c.
+ * need nothing else. The event fields belong to events.c (and its inline
+ * access-path part below: vfm_event_access()).
  */
 struct vfm_counter {
 	refcount_t ref;
