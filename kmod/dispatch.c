@@ -247,8 +247,6 @@ static ssize_t vfm_interval_rw(struct vfm_device *vd,
 			       bool iswrite)
 {
 	vfm_count(iv, off, count, iswrite);
-	if (iv->action == VFM_TRAP)	/* the usual case here */
-		return vfm_trap_rw(vd, tbl, index, buf, count, off, iswrite);
 	return vfm_action_rw(vd, tbl, iv->action, index, buf, count, off,
 			     iswrite);
 }

@@ -73,7 +73,7 @@ bool vfm_nl_monitored_slow(void)
 	unsigned long new;
 
 	if (VFM_GENL_BIND)
-		new = (old & ~(VFM_NL_VALID | VFM_NL_ON)) | VFM_NL_VALID | on;
+		new = (old & ~VFM_NL_FLAGS) | VFM_NL_VALID | on;
 	else
 		new = vfm_nl_stamp() | on;
 	cmpxchg(&vfm_nl_monitor_state, old, new);
@@ -86,7 +86,7 @@ static void vfm_nl_monitor_change(unsigned long old, unsigned long flags)
 	unsigned long new;
 
 	do {
-		new = ((old & ~(VFM_NL_VALID | VFM_NL_ON)) + 4) | flags;
+		new = ((old & ~VFM_NL_FLAGS) + BIT(VFM_NL_SHIFT)) | flags;
 	} while (!try_cmpxchg(&vfm_nl_monitor_state, &old, new));
 }
 
@@ -107,7 +107,7 @@ static int __maybe_unused vfm_nl_bind(int group)
 {
 	if (group == VFM_NL_MONITOR)
 		vfm_nl_monitor_change(READ_ONCE(vfm_nl_monitor_state),
-				      VFM_NL_VALID | VFM_NL_ON);
+				      VFM_NL_FLAGS);
 	return 0;
 }
 

@@ -487,13 +487,16 @@ bool vfm_nl_monitored_slow(void);
 
 #define VFM_NL_ON	BIT(0)
 #define VFM_NL_VALID	BIT(1)
+#define VFM_NL_FLAGS	(VFM_NL_VALID | VFM_NL_ON)
+/* Above the flags: the tick of the answer, or the count of changes. */
+#define VFM_NL_SHIFT	2
 
 /* vfm_nl_monitor_state's stamp of the current tick (netlink.c). */
 static inline unsigned long vfm_nl_stamp(void)
 {
 	unsigned long tick = jiffies;
 
-	return tick << 2 | VFM_NL_VALID;
+	return tick << VFM_NL_SHIFT | VFM_NL_VALID;
 }
 
 /* Does anyone listen to the monitor group? For the access path. */
