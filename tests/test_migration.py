@@ -387,18 +387,22 @@ def test_stop_and_run_hooks_and_a_trap_that_migrates(od_pair):
     with Device(a) as src, Device(b) as dst, Nl() as nl:
         src.enable_bus_master()
         dst.enable_bus_master()
+        nl.subscribe()
+        # Each write of the switch asks for a retrap, which applies from
+        # a work item: wait for it, so that nothing runs behind the test.
         src.write32(BAR0, OD_SWITCH, 2)             # ONDEMAND_NOSTOP
+        applied(nl, a)
         assert errno_of(src.set_mig_state, ST.VFIO_DEVICE_STATE_STOP) \
             == errno.EBUSY
         assert src.mig_state() == ST.VFIO_DEVICE_STATE_RUNNING
         assert ca.error == "migration: the mediator could not stop the " \
             "device (-16)", ca.error
         src.write32(BAR0, OD_SWITCH, 1)             # trap the window
+        applied(nl, a)
         data = save(src)
         assert od_state(ca)["stops"] == "1" and od_state(ca)["runs"] == "1"
         assert src.read32(BAR0, OD_INSIDE) == OD_MARK
         assert dst.read32(BAR0, OD_INSIDE) == 0xFFFFFFFF   # edu's own
-        nl.subscribe()
         load(dst, data)
         applied(nl, b)
         assert dst.read32(BAR0, OD_SWITCH) == 1

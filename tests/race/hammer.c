@@ -143,6 +143,12 @@ static void dev_close(void)
 }
 
 /* 0, or the errno of the step that failed (the device is then closed). */
+/* The step of the last open that failed, for the loop's closing line. */
+static const char *open_failed_at = "";
+
+#define OPEN_STEP(what, ok) \
+	({ open_failed_at = (what); (ok); })
+
 static int dev_open(void)
 {
 	char link[256], path[PATH_MAX], *g;
@@ -154,41 +160,46 @@ static int dev_open(void)
 	d.fd = d.req = d.group = d.container = -1;
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
 	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
+	if (!OPEN_STEP("group", n >= 0))
 		return errno;
 	link[n] = '\0';
 	g = strrchr(link, '/');
 	snprintf(path, sizeof(path), "/dev/vfio/%s", g ? g + 1 : link);
 	d.container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
 	d.group = open(path, O_RDWR | O_CLOEXEC);
-	if (d.container < 0 || d.group < 0)
+	if (!OPEN_STEP("open", d.container >= 0 && d.group >= 0))
 		goto fail;
-	if (ioctl(d.group, VFIO_GROUP_GET_STATUS, &st) < 0)
+	if (!OPEN_STEP("group_status",
+		       ioctl(d.group, VFIO_GROUP_GET_STATUS, &st) >= 0))
 		goto fail;
 	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
 		errno = EBUSY;
 		goto fail;
 	}
-	if (ioctl(d.group, VFIO_GROUP_SET_CONTAINER, &d.container) < 0 ||
-	    ioctl(d.container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0)
+	if (!OPEN_STEP("set_container",
+		       !ioctl(d.group, VFIO_GROUP_SET_CONTAINER, &d.container)) ||
+	    !OPEN_STEP("set_iommu",
+		       !ioctl(d.container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU)))
 		goto fail;
 	snprintf(path, sizeof(path), "%s%s%s", bdf, vf_token ? " vf_token=" : "",
 		 vf_token ? vf_token : "");
 	d.fd = ioctl(d.group, VFIO_GROUP_GET_DEVICE_FD, path);
-	if (d.fd < 0)
+	if (!OPEN_STEP("get_device_fd", d.fd >= 0))
 		goto fail;
 	d.req = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (d.req < 0)
+	if (!OPEN_STEP("eventfd", d.req >= 0))
 		goto fail;
-	err = region(d.fd, VFIO_PCI_BAR0_REGION_INDEX, &d.bar0, &d.bar0_mmap);
+	err = OPEN_STEP("region_info", region(d.fd, VFIO_PCI_BAR0_REGION_INDEX,
+					      &d.bar0, &d.bar0_mmap));
 	if (!err)
 		err = region(d.fd, VFIO_PCI_CONFIG_REGION_INDEX, &d.config, NULL);
 	if (!err)
-		err = set_req(d.fd, d.req);
-	if (!err && pread(d.fd, &v, sizeof(v), d.bar0) != sizeof(v))
+		err = OPEN_STEP("set_req", set_req(d.fd, d.req));
+	if (!err && OPEN_STEP("read", pread(d.fd, &v, sizeof(v), d.bar0)) !=
+		    sizeof(v))
 		err = errno;
 	if (!err && set_token)
-		err = set_vf_token(d.fd, set_token);
+		err = OPEN_STEP("set_token", set_vf_token(d.fd, set_token));
 	if (err) {
 		errno = err;
 		goto fail;
@@ -400,6 +411,27 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * A loop ended by a refused open: what the device's configuration said of
+ * it then (vfmediate's "error" attribute), on stderr for the test's log.
+ */
+static void print_config_error(void)
+{
+	char path[PATH_MAX], msg[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/config/vfmediate/devices/%s/error", bdf);
+	f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "hammer: no configuration of %s\n", bdf);
+		return;
+	}
+	if (fgets(msg, sizeof(msg), f))
+		fprintf(stderr, "hammer: %s error: %s", bdf, msg);
+	fclose(f);
+}
+
 static void loop(unsigned long k)
 {
 	unsigned long cycles = 0, reqs = 0;
@@ -438,6 +470,10 @@ static void loop(unsigned long k)
 		fprintf(stderr, "hammer: '%s' while looping: stopped\n", line);
 	printf("loop cycles=%lu reqs=%lu end=%s", cycles, reqs,
 	       err ? errname(err) : "stop");
+	if (err) {
+		printf(" at=%s", open_failed_at);
+		print_config_error();
+	}
 	print_counts();
 }
 
