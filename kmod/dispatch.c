@@ -5,10 +5,10 @@
  * pass-through one.
  *
  * The pattern is KVM's I/O bus: readers srcu_dereference() an immutable
- * table (or, for a quick decision, rcu_dereference_sched() it); a writer
- * (open, live apply, close) publishes a new one, waits for an SRCU grace
- * period, closes the old one's mediator and frees the table after an RCU
- * grace period. Readers take no lock and never wait for a writer; every
+ * table (or, for a quick decision, rcu_dereference_sched() its rules);
+ * a writer (open, live apply, close) publishes a new one, waits for an
+ * SRCU grace period, closes the old one's mediator and frees the table
+ * after an RCU grace period. Readers take no lock and never wait for a writer; every
  * reader copes with the table being swapped while the device is open.
  *
  * Every way a VFIO user reaches the device's registers goes through here
@@ -38,6 +38,7 @@ const struct vfm_table vfm_passthrough_table = {
 void vfm_table_init(struct vfm_device *vd)
 {
 	RCU_INIT_POINTER(vd->table, &vfm_passthrough_table);
+	RCU_INIT_POINTER(vd->quick, &vfm_no_rules);
 }
 
 /*
@@ -53,12 +54,16 @@ const struct vfm_table *vfm_table_replace(struct vfm_device *vd,
 					  struct vfm_table *tbl, bool *handover)
 {
 	const struct vfm_table *new = tbl ?: &vfm_passthrough_table;
+	const struct vfm_table *old;
 
 	*handover = tbl && tbl->borrowed;
 	if (tbl)
 		tbl->borrowed = false;
-	return rcu_replace_pointer(vd->table, new,
-				   lockdep_is_held(&vd->cfg_lock));
+	old = rcu_replace_pointer(vd->table, new,
+				  lockdep_is_held(&vd->cfg_lock));
+	/* @old's rules go with @old, after a grace period (retire). */
+	rcu_assign_pointer(vd->quick, new->rules);
+	return old;
 }
 
 /*
@@ -68,10 +73,11 @@ const struct vfm_table *vfm_table_replace(struct vfm_device *vd,
  *  - the pass-through fast path (vfm_passthrough()) reads only the
  *    pointer, never the table: it runs vfio-pci-core code alone, so the
  *    static pass-through table needs no wait;
- *  - quick decisions (vfm_rw_slow()) read the filters, intervals and
- *    counters under rcu_read_lock_sched() and act after it without the
- *    table: the memory goes after an RCU grace period (call_rcu() in
- *    vfm_table_release(); since v5.0 a grace period covers sched readers);
+ *  - quick decisions (vfm_rw_slow()) read the rules (@vd->quick, which
+ *    follows @vd->table) under rcu_read_lock_sched() and act after it
+ *    without the table: @old holds its rules until its memory goes, after
+ *    an RCU grace period (call_rcu() in vfm_table_release(); since v5.0 a
+ *    grace period covers sched readers);
  *  - everything that may sleep or call the mediator (traps, mmap,
  *    ioctls, reset, show()) holds @vd->srcu: synchronize_srcu() before the
  *    mediator is closed.
@@ -401,10 +407,10 @@ static noinline ssize_t vfm_rw_withheld(struct vfm_device *vd,
  * hit and returns the action then, else VFM_NR_ACTIONS for
  * vfm_rw_mediated().
  */
-static u8 vfm_quick_action(const struct vfm_table *tbl, unsigned int index,
+static u8 vfm_quick_action(const struct vfm_rules *rules, unsigned int index,
 			   u64 off, u64 end, bool iswrite)
 {
-	const struct vfm_region_table *rt = &tbl->rules->region[index];
+	const struct vfm_region_table *rt = &rules->region[index];
 	const struct vfm_interval *iv;
 
 	if (!vfm_filter_hit(&rt->filter[iswrite], off, end))
@@ -442,7 +448,7 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 
 	if (index < VFM_NUM_REGIONS && count) {
 		rcu_read_lock_sched();
-		action = vfm_quick_action(rcu_dereference_sched(vd->table),
+		action = vfm_quick_action(rcu_dereference_sched(vd->quick),
 					  index, off, off + count, iswrite);
 		rcu_read_unlock_sched();
 	}

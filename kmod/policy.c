@@ -428,6 +428,7 @@ static int vfm_compile_rules(struct vfm_device *vd, struct vfm_cfg_dev *dev,
 		vfm_rules_put(rules);
 		return ret;
 	}
+	rules = vfm_rules_pack(rules);
 	rules->compile_ns = ktime_get_ns() - t0;
 	rules->config_seq = dev->seq;
 	rules->nr_traps = vd->nr_traps;

@@ -118,7 +118,7 @@ struct vfm_rules *vfm_rules_get(struct vfm_rules *rules)
 	return rules;
 }
 
-static void vfm_region_table_free(struct vfm_region_table *rt)
+static void vfm_region_table_free(struct vfm_region_table *rt, bool packed)
 {
 	int dir;
 	u32 i;
@@ -126,7 +126,8 @@ static void vfm_region_table_free(struct vfm_region_table *rt)
 	for (dir = 0; dir < 2; dir++) {
 		for (i = 0; i < rt->nr[dir]; i++)
 			vfm_counter_put(rt->iv[dir][i].ctr);
-		kvfree(rt->iv[dir]);
+		if (!packed)
+			kvfree(rt->iv[dir]);
 		bitmap_free(rt->filter[dir].bits);
 	}
 	kfree(rt->areas);
@@ -141,9 +142,47 @@ void vfm_rules_put(const struct vfm_rules *crules)
 	if (!rules || !refcount_dec_and_test(&rules->ref))
 		return;
 	for (i = 0; i < VFM_NUM_REGIONS; i++)
-		vfm_region_table_free(&rules->region[i]);
+		vfm_region_table_free(&rules->region[i], rules->packed);
 	kfree(rules->traps);
+	kvfree(rules);
+}
+
+/*
+ * @rules, compiled and not yet shared, moved into one allocation with all
+ * its intervals after it: an access then finds its region's table and
+ * intervals side by side (in one page, for a table of a few dozen
+ * intervals) rather than in allocations of their own. Under emulation
+ * each page an access touches costs a lookup of its own. Without the
+ * memory for it, @rules stays as it is.
+ */
+struct vfm_rules *vfm_rules_pack(struct vfm_rules *rules)
+{
+	struct vfm_rules *packed;
+	struct vfm_interval *iv;
+	size_t n = 0;
+	int i, dir;
+
+	for (i = 0; i < VFM_NUM_REGIONS; i++)
+		n += rules->region[i].nr[0] + rules->region[i].nr[1];
+	packed = kvmalloc(struct_size(packed, iv, n), GFP_KERNEL);
+	if (!packed)
+		return rules;
+	*packed = *rules;
+	packed->packed = true;
+	iv = packed->iv;
+	for (i = 0; i < VFM_NUM_REGIONS; i++) {
+		struct vfm_region_table *rt = &packed->region[i];
+
+		for (dir = 0; dir < 2; dir++) {
+			if (rt->nr[dir])
+				memcpy(iv, rt->iv[dir], rt->nr[dir] * sizeof(*iv));
+			kvfree(rt->iv[dir]);
+			rt->iv[dir] = rt->nr[dir] ? iv : NULL;
+			iv += rt->nr[dir];
+		}
+	}
 	kfree(rules);
+	return packed;
 }
 
 /* Free a compiled table; never the pass-through one. */

@@ -493,7 +493,9 @@ def unprivileged_monitor():
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:
-        out, err = p.communicate(timeout=5)
+        # A refusal ends it at once; only a listener would wait this long
+        # (a loaded debug guest took over 5 s to start it and be refused).
+        out, err = p.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         p.kill()
         p.communicate()
