@@ -8,8 +8,9 @@
  * table (or, for a quick decision, rcu_dereference_sched() its rules);
  * a writer (open, live apply, close) publishes a new one, waits for an
  * SRCU grace period, closes the old one's mediator and frees the table
- * after an RCU grace period. Readers take no lock and never wait for a writer; every
- * reader copes with the table being swapped while the device is open.
+ * after an RCU grace period. Readers take no lock and never wait for a
+ * writer; every reader copes with the table being swapped while the
+ * device is open.
  *
  * Every way a VFIO user reaches the device's registers goes through here
  * or vfio-pci-core's own emulation: read/write on the device fd (all
@@ -401,8 +402,8 @@ static noinline ssize_t vfm_rw_withheld(struct vfm_device *vd,
 }
 
 /*
- * Decide [off, end) of region @index when that needs the table only for a
- * moment: the access meets no interval (the filter tells without a
+ * Decide [off, end) of region @index when that needs the running rules
+ * only for a moment: the access meets no interval (the filter tells without a
  * search), or one interval holds it whole and is not a trap. Counts the
  * hit and returns the action then, else VFM_NR_ACTIONS for
  * vfm_rw_mediated().

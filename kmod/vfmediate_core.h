@@ -31,8 +31,9 @@
  * moment. Three kinds of reader:
  *  - the pass-through fast path (vfm_passthrough()) compares the pointer
  *    and runs vfio-pci-core code, never reading a table;
- *  - an access decided from the table alone (pass, read-only, deny,
- *    ignore) reads it under rcu_read_lock_sched() and acts after it;
+ *  - an access decided from the table's rules alone (pass, read-only,
+ *    deny, ignore) reads them (vfm_device.quick) under
+ *    rcu_read_lock_sched() and acts after it;
  *  - one handled by a mediator, whose handler may sleep, and the other
  *    slow paths (mmap, ioctls, reset, show()) hold the device's SRCU
  *    read lock.
@@ -283,7 +284,7 @@ struct vfm_cfg_dev;
  * @cfg_lock: serializes publishers of @table (open, live apply, close).
  *	Readers never take it.
  * @table: the dispatch table, never NULL. Written under @cfg_lock, read
- *	under @srcu or rcu_read_lock_sched() (see the top of this file).
+ *	under @srcu (see the top of this file).
  * @quick: @table's rules, published after it, for the decisions made
  *	under rcu_read_lock_sched() alone (vfm_rw_slow()), which need
  *	nothing else of the table: one memory access fewer for each.
