@@ -453,7 +453,8 @@ def test_live_applies_are_reported(edu_vfm):
         v.remove_rule("bar0", "id")
         apply(v)
         assert v.generation == 0
-        got = [e for e in nl.events() if e.str(A.DEV_NAME) == edu_vfm]
+        got = [e for e in nl.events(first=60)
+               if e.str(A.DEV_NAME) == edu_vfm]
     assert [e.event() for e in got] == ["config_applied", "config_refused",
                                         "config_applied"]
     assert got[0].u64(A.DEV_GENERATION) == gen
