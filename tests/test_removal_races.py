@@ -594,10 +594,13 @@ def test_rmmod_mediator_during_attach_and_open(edu, name, baseline):
         churn.start()
         outcomes = {}
         # one rmmod racing each step of the churn, for 2N rounds and
-        # until one has been done (up to 20N rounds: a window without
-        # the mediator opens only when the churn detaches it)
+        # until one has been refused and one done (up to 20N rounds: a
+        # window without the mediator opens only when the churn detaches
+        # it, and a loaded guest can hold this thread back while the
+        # churn runs through rounds)
         while churn.is_alive() and churn.rounds < 20 * ITERS and \
-                (churn.rounds < 2 * ITERS or not outcomes.get(0)):
+                (churn.rounds < 2 * ITERS or not outcomes.get(0) or
+                 not any(outcomes.get(e) for e in BUSY)):
             steps = churn.steps
             e = mod.unload()
             outcomes[e] = outcomes.get(e, 0) + 1
