@@ -123,15 +123,16 @@ demo: deps
 
 # README's "Performance": for each supported kernel but the debug kernel
 # (its figures would mean nothing) and the PREEMPT_RT one (the targets
-# are for the kernels a fleet runs; KVER= measures it), a test guest
-# runs tests/bench/run.py, about 3 minutes each; results under
-# build/bench/.
+# are for the kernels a fleet runs; KVER= measures it), BOOTS test
+# guests one after the other run tests/bench/run.py, about 2-4 minutes
+# each; their rounds are pooled. Results under build/bench/.
+BOOTS ?= 2
 .PHONY: bench bench-kernels
 bench: deps
 	@$(MAKE) --no-print-directory bench-kernels
 
 bench-kernels:
-	@tests/bench/bench -- $(if $(KVER),$(KVER),$(filter-out %-vfm-debug %-rt-amd64,$(KERNELS)))
+	@BOOTS=$(BOOTS) tests/bench/bench -- $(if $(KVER),$(KVER),$(filter-out %-vfm-debug %-rt-amd64,$(KERNELS)))
 
 # README's "Fuzzing": tests/fuzz/run-fuzz per kernel, one guest at a time.
 N ?= 1000000

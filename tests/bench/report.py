@@ -15,7 +15,8 @@ interval of the median (order statistics: what a comparison with a
 target can trust). The floor is the same thing with vfio-pci on both
 sides. Absolute times are medians over the runs of A's and B's medians.
 
-With several result files (one per kernel), prints one table per kernel
+With several result files (one per kernel, or several per kernel: the
+boots of BOOTS=N, whose rounds are pooled), prints one table per kernel
 and then a combined table; --markdown prints the combined table only, in
 Markdown, for the README (tests/bench/readme puts it there). --commit
 names the commit measured in the tables' heading.
@@ -146,11 +147,54 @@ def _t(op, ns):
     return f"{ns:8.0f}ns"
 
 
+def _pool(into, result):
+    """Add @result's rounds to @into's, scenario by scenario."""
+    scs = {sc["name"]: sc for sc in into["scenarios"]}
+    for sc in result["scenarios"]:
+        mine = scs.get(sc["name"])
+        if mine is None:
+            into["scenarios"].append(dict(sc, rounds=list(sc["rounds"])))
+            continue
+        mine["rounds"] += sc["rounds"]
+        if mine.get("audit_hits") is not None and sc.get("audit_hits"):
+            mine["audit_hits"] += sc["audit_hits"]
+    into["rounds"] += result["rounds"]
+    into["boots"] += 1
+
+
+def pool_boots(results):
+    """One result per kernel: the results of several boots of the same
+    kernel (tests/bench/bench with BOOTS=N) pooled, their rounds taken
+    together. Where a guest's memory lands moves a ratio more from one
+    boot to the next than within a boot (the emulated MMU's TLB is
+    direct-mapped), so several boots judge a target better than one."""
+    by_kernel = {}
+    for r in results:
+        by_kernel.setdefault(r["kernel"], []).append(r)
+    out = []
+    for k, rs in by_kernel.items():
+        if len(rs) == 1:
+            out.append(rs[0])
+            continue
+        if any("scenarios" not in r for r in rs):
+            raise ValueError(f"{k}: a result without its rounds cannot "
+                             "be pooled")
+        pooled = dict(rs[0], boots=1, scenarios=[
+            dict(sc, rounds=list(sc["rounds"])) for sc in rs[0]["scenarios"]])
+        pooled.pop("summary", None)
+        for r in rs[1:]:
+            _pool(pooled, r)
+        out.append(pooled)
+    return out
+
+
 def format_kernel(result):
     s = result.get("summary") or summarize(result)
+    boots = result.get("boots", 1)
     lines = [f"== {result['kernel']}: {result['kind']} pair {' '.join(result['pair'])}, "
              f"{result['rounds']} processes x {result.get('reopen', 1)} opens "
              f"per scenario"
+             + (f" over {boots} boots" if boots > 1 else "")
              + (" [SMOKE: figures meaningless]" if result.get("smoke") else "")]
     hdr = (f"{'scenario':40} {'op':6} {'vfio-pci':>10} {'vfmediate':>10} "
            f"{'ratio':>6} {'IQR':>13} {'95% CI':>13}  {'floor':>6} "
@@ -325,9 +369,16 @@ def main(argv):
     for fn in files:
         with open(fn) as f:
             results.append(json.load(f))
+    try:
+        results = pool_boots(results)
+    except ValueError as e:
+        print(f"report.py: {e}", file=sys.stderr)
+        return 2
     if commit:
-        print(f"`make bench` at commit {commit}:\n" if md else
-              f"measured at commit {commit}")
+        boots = max(r.get("boots", 1) for r in results)
+        per = f" ({boots} boots per kernel)" if boots > 1 else ""
+        print(f"`make bench` at commit {commit}{per}:\n" if md else
+              f"measured at commit {commit}{per}")
     if not md:
         for r in results:
             print(format_kernel(r))
