@@ -179,10 +179,9 @@ def pool_boots(results):
         if any("scenarios" not in r for r in rs):
             raise ValueError(f"{k}: a result without its rounds cannot "
                              "be pooled")
-        pooled = dict(rs[0], boots=1, scenarios=[
-            dict(sc, rounds=list(sc["rounds"])) for sc in rs[0]["scenarios"]])
+        pooled = dict(rs[0], boots=0, rounds=0, scenarios=[])
         pooled.pop("summary", None)
-        for r in rs[1:]:
+        for r in rs:
             _pool(pooled, r)
         out.append(pooled)
     return out
