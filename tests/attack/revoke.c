@@ -45,6 +45,7 @@ struct counts {
 static volatile uint32_t *bar;
 static long page;
 static volatile int stop;
+static struct counts mid;	/* read_mid()'s */
 static __thread sigjmp_buf fault_jmp;
 static __thread volatile int armed;
 
@@ -88,7 +89,7 @@ static void *read_mid(void *arg)
 
 	while (!stop) {
 		if (!mapped_read(page, &v))
-			c->sigbus++;
+			__atomic_fetch_add(&c->sigbus, 1, __ATOMIC_RELAXED);
 		else if (v != EMPTY)
 			c->wrong++;
 		else
@@ -114,6 +115,24 @@ static void *use_live(void *arg)
 	return NULL;
 }
 
+/*
+ * After a revocation, give read_mid() a fifth of a second or so to
+ * fault on the page: in a loaded guest it may otherwise not run once
+ * while the page is revoked, and the test could not tell that the race
+ * ran.
+ */
+static void let_the_reader_fault(void)
+{
+	unsigned long seen = __atomic_load_n(&mid.sigbus, __ATOMIC_RELAXED);
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		if (__atomic_load_n(&mid.sigbus, __ATOMIC_RELAXED) != seen)
+			return;
+		usleep(1000);
+	}
+}
+
 /* The checks the test asks for, one line each, until input ends. */
 struct checks {
 	unsigned long revoked, leaked, freed, stuck;
@@ -130,6 +149,7 @@ static void check_lines(struct checks *c)
 		if (line[0] == 'r') {
 			c->revoked++;
 			c->leaked += readable;
+			let_the_reader_fault();
 		} else if (line[0] == 'f') {
 			c->freed++;
 			c->stuck += !readable;
@@ -141,7 +161,7 @@ static void check_lines(struct checks *c)
 
 static int race(const char *group, const char *bdf)
 {
-	struct counts mid = { 0 }, live = { 0 };
+	struct counts live = { 0 };
 	struct sigaction sa = { .sa_handler = on_sigbus };
 	struct checks c = { 0 };
 	pthread_t a, b;
