@@ -74,7 +74,7 @@ const struct vfm_table *vfm_table_replace(struct vfm_device *vd,
  *  - the pass-through fast path (vfm_passthrough()) reads only the
  *    pointer, never the table: it runs vfio-pci-core code alone, so the
  *    static pass-through table needs no wait;
- *  - quick decisions (vfm_rw_slow()) read the rules (@vd->quick, which
+ *  - quick decisions (vfm_rw_quick()) read the rules (@vd->quick, which
  *    follows @vd->table) under rcu_read_lock_sched() and act after it
  *    without the table: @old holds its rules until its memory goes, after
  *    an RCU grace period (call_rcu() in vfm_table_release(); since v5.0 a
@@ -109,7 +109,7 @@ static void vfm_table_free_rcu(struct rcu_head *head)
 /*
  * Close the mediator @tbl opened, unless it is borrowed, and drop its
  * module. @tbl is not, or no longer, reachable by SRCU readers. Its
- * memory goes after an RCU grace period: vfm_rw_slow() reads the filters
+ * memory goes after an RCU grace period: vfm_rw_quick() reads the filters
  * of a table under rcu_read_lock_sched() alone.
  */
 void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl)
@@ -402,59 +402,36 @@ static noinline ssize_t vfm_rw_withheld(struct vfm_device *vd,
 }
 
 /*
- * Decide [off, end) of region @index when that needs the running rules
- * only for a moment: the access meets no interval (the filter tells without a
- * search), or one interval holds it whole and is not a trap. Counts the
- * hit and returns the action then, else VFM_NR_ACTIONS for
- * vfm_rw_mediated().
+ * The interval of @rt that [off, end) meets first in that direction, or
+ * NULL. @small: the direction has at most VFM_LINEAR_MAX intervals and the
+ * caller found [off, end) within their span, so that a linear search
+ * needs no bound (the last interval ends where the span does). Else the
+ * filter mostly tells without a search that the access meets none.
  */
-static u8 vfm_quick_action(const struct vfm_rules *rules, unsigned int index,
-			   u64 off, u64 end, bool iswrite)
+static __always_inline const struct vfm_interval *
+vfm_quick_find(const struct vfm_region_table *rt, u64 off, u64 end,
+	       bool iswrite, bool small)
 {
-	const struct vfm_region_table *rt = &rules->region[index];
 	const struct vfm_interval *iv;
 
-	if (!vfm_filter_hit(&rt->filter[iswrite], off, end))
-		return VFM_PASS;
-	iv = vfm_table_find(rt, iswrite, off);
-	if (!iv || iv->start >= end)
-		return VFM_PASS;
-	if (iv->start > off || end > iv->end || iv->action == VFM_TRAP)
-		return VFM_NR_ACTIONS;
-	vfm_count(iv, off, end - off, iswrite);
-	return iv->action;
+	if (small) {
+		iv = rt->iv[iswrite];
+		while (iv->end <= off)
+			iv++;
+	} else {
+		if (!vfm_filter_hit(&rt->filter[iswrite], off, end))
+			return NULL;
+		iv = vfm_table_find(rt, iswrite, off);
+	}
+	return iv && iv->start < end ? iv : NULL;
 }
 
-/*
- * A device that mediates something. Handlers may sleep, so a trapped
- * access holds the table under SRCU; every other access is decided under
- * rcu_read_lock_sched(), a preempt_disable(), which costs much less, and
- * performed after it: pass, read-only, deny and ignore need nothing of
- * the table once decided.
- *
- * As with vfm_passthrough(), an access decided that way may race with the
- * publication of a new table; it is then ordered before the change, as if
- * it had started a moment earlier.
- *
- * Kept out of line so that the pass-through fast path in main.c stays a
- * test and a tail call. Whatever follows the decision is a tail call too:
- * under emulation every return costs a lookup.
- */
-noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
-			     size_t count, loff_t *ppos, bool iswrite)
+/* Carry out a decided access: pass, read-only, deny or ignore. */
+static __always_inline ssize_t vfm_rw_decided(struct vfm_device *vd,
+					      char __user *buf, size_t count,
+					      loff_t *ppos, bool iswrite,
+					      u8 action)
 {
-	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
-	u64 off = *ppos & VFIO_PCI_OFFSET_MASK;
-	u8 action = VFM_PASS;
-
-	if (index < VFM_NUM_REGIONS && count) {
-		rcu_read_lock_sched();
-		action = vfm_quick_action(rcu_dereference_sched(vd->quick),
-					  index, off, off + count, iswrite);
-		rcu_read_unlock_sched();
-	}
-	if (action == VFM_NR_ACTIONS)
-		return vfm_rw_mediated(vd, buf, count, ppos, iswrite);
 	/* What passes goes to vfio-pci-core, which moves *@ppos itself. */
 	if (action == VFM_PASS || (action == VFM_RO && !iswrite)) {
 		if (iswrite)
@@ -463,6 +440,164 @@ noinline ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf,
 		return vfio_pci_core_read(&vd->core.vdev, buf, count, ppos);
 	}
 	return vfm_rw_withheld(vd, buf, count, ppos, iswrite, action);
+}
+
+/*
+ * The quick decision's ways out for an access of @iv to report, entered
+ * within its rcu_read_lock_sched() section: the first counts and reports
+ * it as any other path does (vfm_count()); the second, for an access
+ * already counted as suppressed, has the suppressed counts summed up.
+ * Out of line, so that the decision itself makes no call but tail calls:
+ * it then saves no register, which under emulation is most of its cost.
+ */
+static noinline ssize_t vfm_rw_report(struct vfm_device *vd,
+				      char __user *buf, size_t count,
+				      loff_t *ppos, bool iswrite,
+				      const struct vfm_interval *iv)
+	__releases(RCU_SCHED)
+{
+	u8 action = iv->action;
+
+	vfm_count(iv, *ppos & VFIO_PCI_OFFSET_MASK, count, iswrite);
+	rcu_read_unlock_sched();
+	return vfm_rw_decided(vd, buf, count, ppos, iswrite, action);
+}
+
+static noinline ssize_t vfm_read_flush(struct vfm_device *vd,
+				       char __user *buf, size_t count,
+				       loff_t *ppos,
+				       const struct vfm_interval *iv)
+	__releases(RCU_SCHED)
+{
+	u8 action = iv->action;
+
+	vfm_ev_flush_later(iv->ctr);
+	rcu_read_unlock_sched();
+	return vfm_rw_decided(vd, buf, count, ppos, false, action);
+}
+
+static noinline ssize_t vfm_write_flush(struct vfm_device *vd,
+					char __user *buf, size_t count,
+					loff_t *ppos,
+					const struct vfm_interval *iv)
+	__releases(RCU_SCHED)
+{
+	u8 action = iv->action;
+
+	vfm_ev_flush_later(iv->ctr);
+	rcu_read_unlock_sched();
+	return vfm_rw_decided(vd, buf, count, ppos, true, action);
+}
+
+static ssize_t vfm_read_searched(struct vfm_device *vd, char __user *buf,
+				 size_t count, loff_t *ppos);
+static ssize_t vfm_write_searched(struct vfm_device *vd, char __user *buf,
+				  size_t count, loff_t *ppos);
+
+/*
+ * A device that mediates something. Handlers may sleep, so a trapped
+ * access holds the table under SRCU; every other access is decided under
+ * rcu_read_lock_sched(), a preempt_disable(), which costs much less, and
+ * performed after it: pass, read-only, deny and ignore need nothing of
+ * the table once decided. A decision counts the hit of the interval that
+ * holds the access whole; one that meets a trap or several intervals is
+ * left to vfm_rw_mediated().
+ *
+ * As with vfm_passthrough(), an access decided that way may race with the
+ * publication of a new table; it is then ordered before the change, as if
+ * it had started a moment earlier.
+ *
+ * Made for each direction, and twice: @small first, for a region with few
+ * intervals that way, which is then decided by a test of their span and a
+ * short linear search; with more, the decision starts again in the
+ * general form (vfm_*_searched()). Whatever follows a decision is a tail
+ * call, and what needs a call goes out of line (vfm_rw_report()): under
+ * emulation, where each return costs a lookup and each saved register a
+ * memory access, that is most of what a decision costs.
+ */
+static __always_inline ssize_t vfm_rw_quick(struct vfm_device *vd,
+					    char __user *buf, size_t count,
+					    loff_t *ppos, bool iswrite,
+					    bool small)
+{
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, end = off + count;
+	const struct vfm_region_table *rt;
+	const struct vfm_interval *iv;
+	unsigned long state;
+	bool refused;
+	u8 action;
+
+	if (index >= VFM_NUM_REGIONS || !count)
+		return vfm_rw_decided(vd, buf, count, ppos, iswrite, VFM_PASS);
+	rcu_read_lock_sched();
+	rt = &rcu_dereference_sched(vd->quick)->region[index];
+	if (small && (end <= rt->filter[iswrite].lo ||
+		      off >= rt->filter[iswrite].hi))
+		goto pass;
+	if (small && rt->nr[iswrite] > VFM_LINEAR_MAX) {
+		rcu_read_unlock_sched();
+		return iswrite ? vfm_write_searched(vd, buf, count, ppos) :
+				 vfm_read_searched(vd, buf, count, ppos);
+	}
+	iv = vfm_quick_find(rt, off, end, iswrite, small);
+	if (!iv)
+		goto pass;
+	action = iv->action;
+	if (iv->start > off || end > iv->end || action == VFM_TRAP) {
+		rcu_read_unlock_sched();
+		return vfm_rw_mediated(vd, buf, count, ppos, iswrite);
+	}
+	if (!iv->pcpu)
+		goto decided;
+	refused = vfm_refuses(action, iswrite);
+	if (!refused && !iv->audit) {
+		vfm_count_hit(iv->pcpu, count, false);
+		goto decided;
+	}
+	/* As vfm_count() does it, but what needs a call goes out of line. */
+	state = READ_ONCE(vfm_nl_monitor_state);
+	if (!vfm_nl_state_valid(state) ||
+	    ((state & VFM_NL_ON) && !vfm_ev_busy(iv->ctr)))
+		return vfm_rw_report(vd, buf, count, ppos, iswrite, iv);
+	vfm_count_hit(iv->pcpu, count, refused);
+	if ((state & VFM_NL_ON) &&
+	    vfm_ev_suppressed(iv->ctr, vfm_ev_kind(action, iswrite)))
+		return iswrite ? vfm_write_flush(vd, buf, count, ppos, iv) :
+				 vfm_read_flush(vd, buf, count, ppos, iv);
+decided:
+	rcu_read_unlock_sched();
+	return vfm_rw_decided(vd, buf, count, ppos, iswrite, action);
+pass:
+	rcu_read_unlock_sched();
+	return vfm_rw_decided(vd, buf, count, ppos, iswrite, VFM_PASS);
+}
+
+static noinline ssize_t vfm_read_searched(struct vfm_device *vd,
+					  char __user *buf, size_t count,
+					  loff_t *ppos)
+{
+	return vfm_rw_quick(vd, buf, count, ppos, false, false);
+}
+
+static noinline ssize_t vfm_write_searched(struct vfm_device *vd,
+					   char __user *buf, size_t count,
+					   loff_t *ppos)
+{
+	return vfm_rw_quick(vd, buf, count, ppos, true, false);
+}
+
+noinline ssize_t vfm_read_slow(struct vfm_device *vd, char __user *buf,
+			       size_t count, loff_t *ppos)
+{
+	BUILD_BUG_ON(VFM_LINEAR_MAX > VFM_FILTER_MIN);
+	return vfm_rw_quick(vd, buf, count, ppos, false, true);
+}
+
+noinline ssize_t vfm_write_slow(struct vfm_device *vd, char __user *buf,
+				size_t count, loff_t *ppos)
+{
+	return vfm_rw_quick(vd, buf, count, ppos, true, true);
 }
 
 /* May [start, start + len) of a region be mmap'ed under @rt? */

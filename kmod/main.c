@@ -175,7 +175,7 @@ static ssize_t vfm_read(struct vfio_device *core_vdev, char __user *buf,
 
 	if (likely(vfm_passthrough(vd)))
 		return vfio_pci_core_read(core_vdev, buf, count, ppos);
-	return vfm_rw_slow(vd, buf, count, ppos, false);
+	return vfm_read_slow(vd, buf, count, ppos);
 }
 
 static ssize_t vfm_write(struct vfio_device *core_vdev, const char __user *buf,
@@ -185,7 +185,7 @@ static ssize_t vfm_write(struct vfio_device *core_vdev, const char __user *buf,
 
 	if (likely(vfm_passthrough(vd)))
 		return vfio_pci_core_write(core_vdev, buf, count, ppos);
-	return vfm_rw_slow(vd, (char __user *)buf, count, ppos, true);
+	return vfm_write_slow(vd, (char __user *)buf, count, ppos);
 }
 
 static int vfm_do_mmap(struct vfm_device *vd, struct vm_area_struct *vma)

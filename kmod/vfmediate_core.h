@@ -286,7 +286,7 @@ struct vfm_cfg_dev;
  * @table: the dispatch table, never NULL. Written under @cfg_lock, read
  *	under @srcu (see the top of this file).
  * @quick: @table's rules, published after it, for the decisions made
- *	under rcu_read_lock_sched() alone (vfm_rw_slow()), which need
+ *	under rcu_read_lock_sched() alone (vfm_rw_quick()), which need
  *	nothing else of the table: one memory access fewer for each.
  * @srcu: protects @table. Handlers copy to and from user memory, so they
  *	may sleep (page faults, even userfaultfd), which plain RCU forbids.
@@ -416,8 +416,10 @@ void vfm_table_retire(struct vfm_device *vd, const struct vfm_table *old,
 		      bool handover);
 void vfm_table_release(struct vfm_device *vd, const struct vfm_table *tbl);
 bool vfm_mmap_allowed(const struct vfm_region_table *rt, u64 start, u64 len);
-ssize_t vfm_rw_slow(struct vfm_device *vd, char __user *buf, size_t count,
-		    loff_t *ppos, bool iswrite);
+ssize_t vfm_read_slow(struct vfm_device *vd, char __user *buf, size_t count,
+		      loff_t *ppos);
+ssize_t vfm_write_slow(struct vfm_device *vd, char __user *buf, size_t count,
+		       loff_t *ppos);
 int vfm_mmap_slow(struct vfm_device *vd, struct vm_area_struct *vma);
 long vfm_ioctl_slow(struct vfm_device *vd, unsigned int cmd,
 		    unsigned long arg);
@@ -507,14 +509,20 @@ static inline unsigned long vfm_nl_stamp(void)
 	return tick << VFM_NL_SHIFT | VFM_NL_VALID;
 }
 
+/* Is @state, read from vfm_nl_monitor_state, an answer for now? */
+static inline bool vfm_nl_state_valid(unsigned long state)
+{
+	return VFM_GENL_BIND ? state & VFM_NL_VALID :
+			       (state & ~VFM_NL_ON) == vfm_nl_stamp();
+}
+
 /* Does anyone listen to the monitor group? For the access path. */
 static inline bool vfm_monitored(void)
 {
 	unsigned long state = READ_ONCE(vfm_nl_monitor_state);
-	bool valid = VFM_GENL_BIND ? state & VFM_NL_VALID :
-				     (state & ~VFM_NL_ON) == vfm_nl_stamp();
 
-	return valid ? state & VFM_NL_ON : vfm_nl_monitored_slow();
+	return vfm_nl_state_valid(state) ? state & VFM_NL_ON :
+					   vfm_nl_monitored_slow();
 }
 
 void vfm_nl_event(u32 type, const char *dev, const char *mediator,
@@ -551,12 +559,19 @@ static inline bool vfm_ev_busy(const struct vfm_counter *c)
  * up once the window is over. A summary already pending will count it:
  * the worker clears FLUSH before it takes the count. The plain test
  * spares the atomic operation to every access of a hammered rule.
+ * vfm_ev_suppressed() leaves the scheduling of the summary to its caller:
+ * true when vfm_ev_flush_later() is needed.
  */
-static inline void vfm_ev_suppress(struct vfm_counter *c, u8 kind)
+static inline bool vfm_ev_suppressed(struct vfm_counter *c, u8 kind)
 {
 	atomic64_inc(&c->suppressed[kind]);
 	smp_mb__after_atomic();		/* the count before the test */
-	if (!test_bit(VFM_CTR_FLUSH, &c->ev_flags))
+	return !test_bit(VFM_CTR_FLUSH, &c->ev_flags);
+}
+
+static inline void vfm_ev_suppress(struct vfm_counter *c, u8 kind)
+{
+	if (vfm_ev_suppressed(c, kind))
 		vfm_ev_flush_later(c);
 }
 
@@ -574,6 +589,16 @@ static inline void vfm_event_access(struct vfm_counter *c, u8 action, u64 off,
 		vfm_event_record(c, action, off, size, iswrite);
 }
 
+/* The per-CPU counts of a hit of @size bytes. */
+static inline void vfm_count_hit(struct vfm_counts __percpu *pcpu, u32 size,
+				 bool refused)
+{
+	this_cpu_inc(pcpu->hits);
+	this_cpu_add(pcpu->bytes, size);
+	if (refused)
+		this_cpu_inc(pcpu->refused);
+}
+
 /*
  * Count an access of @size bytes at @off that met @iv, and report it when
  * its rule audits or refuses it and someone listens: only then does the
@@ -587,10 +612,7 @@ static inline void vfm_count(const struct vfm_interval *iv, u64 off, u32 size,
 
 	if (!pcpu)
 		return;
-	this_cpu_inc(pcpu->hits);
-	this_cpu_add(pcpu->bytes, size);
-	if (refused)
-		this_cpu_inc(pcpu->refused);
+	vfm_count_hit(pcpu, size, refused);
 	if ((refused || iv->audit) && vfm_monitored())
 		vfm_event_access(iv->ctr, iv->action, off, size, iswrite);
 }
