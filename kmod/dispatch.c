@@ -403,10 +403,11 @@ static noinline ssize_t vfm_rw_withheld(struct vfm_device *vd,
 
 /*
  * The interval of @rt that [off, end) meets first in that direction, or
- * NULL. @small: the direction has at most VFM_LINEAR_MAX intervals and the
- * caller found [off, end) within their span, so that a linear search
- * needs no bound (the last interval ends where the span does). Else the
- * filter mostly tells without a search that the access meets none.
+ * NULL. The caller found [off, end) within the span of the direction's
+ * intervals. @small: there are at most VFM_LINEAR_MAX of them, and a
+ * linear search needs no bound (the last interval ends where the span
+ * does). Else the filter's bitmap mostly tells without a search that the
+ * access meets none.
  */
 static __always_inline const struct vfm_interval *
 vfm_quick_find(const struct vfm_region_table *rt, u64 off, u64 end,
@@ -489,57 +490,25 @@ static noinline ssize_t vfm_write_flush(struct vfm_device *vd,
 	return vfm_rw_decided(vd, buf, count, ppos, true, action);
 }
 
-static ssize_t vfm_read_searched(struct vfm_device *vd, char __user *buf,
-				 size_t count, loff_t *ppos);
-static ssize_t vfm_write_searched(struct vfm_device *vd, char __user *buf,
-				  size_t count, loff_t *ppos);
-
 /*
- * A device that mediates something. Handlers may sleep, so a trapped
- * access holds the table under SRCU; every other access is decided under
- * rcu_read_lock_sched(), a preempt_disable(), which costs much less, and
- * performed after it: pass, read-only, deny and ignore need nothing of
- * the table once decided. A decision counts the hit of the interval that
- * holds the access whole; one that meets a trap or several intervals is
- * left to vfm_rw_mediated().
- *
- * As with vfm_passthrough(), an access decided that way may race with the
- * publication of a new table; it is then ordered before the change, as if
- * it had started a moment earlier.
- *
- * Made for each direction, and twice: @small first, for a region with few
- * intervals that way, which is then decided by a test of their span and a
- * short linear search; with more, the decision starts again in the
- * general form (vfm_*_searched()). Whatever follows a decision is a tail
- * call, and what needs a call goes out of line (vfm_rw_report()): under
- * emulation, where each return costs a lookup and each saved register a
- * memory access, that is most of what a decision costs.
+ * Decide and carry out an access of region table @rt, within the
+ * rcu_read_lock_sched() section it was read in, which this ends. Counts
+ * the hit of the interval that holds the access whole; one that meets a
+ * trap or several intervals is left to vfm_rw_mediated(). @small as for
+ * vfm_quick_find().
  */
-static __always_inline ssize_t vfm_rw_quick(struct vfm_device *vd,
-					    char __user *buf, size_t count,
-					    loff_t *ppos, bool iswrite,
-					    bool small)
+static __always_inline ssize_t
+vfm_rw_decide(struct vfm_device *vd, char __user *buf, size_t count,
+	      loff_t *ppos, const struct vfm_region_table *rt, bool iswrite,
+	      bool small)
+	__releases(RCU_SCHED)
 {
-	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
 	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, end = off + count;
-	const struct vfm_region_table *rt;
 	const struct vfm_interval *iv;
 	unsigned long state;
 	bool refused;
 	u8 action;
 
-	if (index >= VFM_NUM_REGIONS || !count)
-		return vfm_rw_decided(vd, buf, count, ppos, iswrite, VFM_PASS);
-	rcu_read_lock_sched();
-	rt = &rcu_dereference_sched(vd->quick)->region[index];
-	if (small && (end <= rt->filter[iswrite].lo ||
-		      off >= rt->filter[iswrite].hi))
-		goto pass;
-	if (small && rt->nr[iswrite] > VFM_LINEAR_MAX) {
-		rcu_read_unlock_sched();
-		return iswrite ? vfm_write_searched(vd, buf, count, ppos) :
-				 vfm_read_searched(vd, buf, count, ppos);
-	}
 	iv = vfm_quick_find(rt, off, end, iswrite, small);
 	if (!iv)
 		goto pass;
@@ -573,31 +542,78 @@ pass:
 	return vfm_rw_decided(vd, buf, count, ppos, iswrite, VFM_PASS);
 }
 
-static noinline ssize_t vfm_read_searched(struct vfm_device *vd,
-					  char __user *buf, size_t count,
-					  loff_t *ppos)
+/* The general decision, for a direction with more than a few intervals. */
+static noinline ssize_t
+vfm_read_searched(struct vfm_device *vd, char __user *buf, size_t count,
+		  loff_t *ppos, const struct vfm_region_table *rt)
+	__releases(RCU_SCHED)
 {
-	return vfm_rw_quick(vd, buf, count, ppos, false, false);
+	return vfm_rw_decide(vd, buf, count, ppos, rt, false, false);
 }
 
-static noinline ssize_t vfm_write_searched(struct vfm_device *vd,
-					   char __user *buf, size_t count,
-					   loff_t *ppos)
+static noinline ssize_t
+vfm_write_searched(struct vfm_device *vd, char __user *buf, size_t count,
+		   loff_t *ppos, const struct vfm_region_table *rt)
+	__releases(RCU_SCHED)
 {
-	return vfm_rw_quick(vd, buf, count, ppos, true, false);
+	return vfm_rw_decide(vd, buf, count, ppos, rt, true, false);
+}
+
+/*
+ * A device that mediates something. Handlers may sleep, so a trapped
+ * access holds the table under SRCU; every other access is decided under
+ * rcu_read_lock_sched(), a preempt_disable(), which costs much less, and
+ * performed after it: pass, read-only, deny and ignore need nothing of
+ * the table once decided.
+ *
+ * As with vfm_passthrough(), an access decided that way may race with the
+ * publication of a new table; it is then ordered before the change, as if
+ * it had started a moment earlier.
+ *
+ * Made for each direction. An access outside the span of the region's
+ * intervals that way passes at once; among at most VFM_LINEAR_MAX of them
+ * it is decided by a short linear search; among more, by the general
+ * form (vfm_*_searched()), entered by a tail call within the same
+ * section. Whatever follows a decision is a tail call too, and what needs
+ * a call goes out of line (vfm_rw_report()): under emulation, where each
+ * return costs a lookup and each saved register a memory access, that is
+ * most of what a decision costs.
+ */
+static __always_inline ssize_t vfm_rw_quick(struct vfm_device *vd,
+					    char __user *buf, size_t count,
+					    loff_t *ppos, bool iswrite)
+{
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, end = off + count;
+	const struct vfm_region_table *rt;
+	const struct vfm_filter *f;
+
+	if (index >= VFM_NUM_REGIONS || !count)
+		return vfm_rw_decided(vd, buf, count, ppos, iswrite, VFM_PASS);
+	rcu_read_lock_sched();
+	rt = &rcu_dereference_sched(vd->quick)->region[index];
+	f = &rt->filter[iswrite];
+	if (end <= f->lo || off >= f->hi) {
+		rcu_read_unlock_sched();
+		return vfm_rw_decided(vd, buf, count, ppos, iswrite, VFM_PASS);
+	}
+	if (rt->nr[iswrite] > VFM_LINEAR_MAX)
+		return iswrite ? vfm_write_searched(vd, buf, count, ppos, rt) :
+				 vfm_read_searched(vd, buf, count, ppos, rt);
+	return vfm_rw_decide(vd, buf, count, ppos, rt, iswrite, true);
 }
 
 noinline ssize_t vfm_read_slow(struct vfm_device *vd, char __user *buf,
 			       size_t count, loff_t *ppos)
 {
 	BUILD_BUG_ON(VFM_LINEAR_MAX > VFM_FILTER_MIN);
-	return vfm_rw_quick(vd, buf, count, ppos, false, true);
+	return vfm_rw_quick(vd, buf, count, ppos, false);
 }
 
 noinline ssize_t vfm_write_slow(struct vfm_device *vd, char __user *buf,
 				size_t count, loff_t *ppos)
 {
-	return vfm_rw_quick(vd, buf, count, ppos, true, true);
+	return vfm_rw_quick(vd, buf, count, ppos, true);
 }
 
 /* May [start, start + len) of a region be mmap'ed under @rt? */
