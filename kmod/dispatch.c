@@ -445,36 +445,50 @@ static __always_inline ssize_t vfm_rw_decided(struct vfm_device *vd,
 
 /*
  * The quick decision's ways out for an access of @iv to report, entered
- * within its rcu_read_lock_sched() section: the first counts and reports
- * it as any other path does (vfm_count()); the second, for an access
- * already counted as suppressed, has the suppressed counts summed up.
- * Out of line, so that the decision itself makes no call but tail calls:
- * it then saves no register, which under emulation is most of its cost.
+ * within its rcu_read_lock_sched() section: vfm_rw_report() counts and
+ * reports it as any other path does (vfm_count()); vfm_*_flush(), for an
+ * access already counted as suppressed, has the suppressed counts summed
+ * up. Out of line, so that the decision itself makes no call but tail
+ * calls: it then saves fewer registers, which under emulation is much of
+ * its cost.
  */
+static __always_inline ssize_t vfm_rw_out(struct vfm_device *vd,
+					  char __user *buf, size_t count,
+					  loff_t *ppos, bool iswrite,
+					  const struct vfm_interval *iv,
+					  bool flush)
+	__releases(RCU_SCHED)
+{
+	u8 action = iv->action;
+
+	if (flush)
+		vfm_ev_flush_later(iv->ctr);
+	else
+		vfm_count(iv, *ppos & VFIO_PCI_OFFSET_MASK, count, iswrite);
+	rcu_read_unlock_sched();
+	return vfm_rw_decided(vd, buf, count, ppos, iswrite, action);
+}
+
 static noinline ssize_t vfm_rw_report(struct vfm_device *vd,
 				      char __user *buf, size_t count,
 				      loff_t *ppos, bool iswrite,
 				      const struct vfm_interval *iv)
 	__releases(RCU_SCHED)
 {
-	u8 action = iv->action;
-
-	vfm_count(iv, *ppos & VFIO_PCI_OFFSET_MASK, count, iswrite);
-	rcu_read_unlock_sched();
-	return vfm_rw_decided(vd, buf, count, ppos, iswrite, action);
+	return vfm_rw_out(vd, buf, count, ppos, iswrite, iv, false);
 }
 
+/*
+ * One for each direction: passed @iswrite as well, the call would take
+ * more arguments than registers and would not be a tail call.
+ */
 static noinline ssize_t vfm_read_flush(struct vfm_device *vd,
 				       char __user *buf, size_t count,
 				       loff_t *ppos,
 				       const struct vfm_interval *iv)
 	__releases(RCU_SCHED)
 {
-	u8 action = iv->action;
-
-	vfm_ev_flush_later(iv->ctr);
-	rcu_read_unlock_sched();
-	return vfm_rw_decided(vd, buf, count, ppos, false, action);
+	return vfm_rw_out(vd, buf, count, ppos, false, iv, true);
 }
 
 static noinline ssize_t vfm_write_flush(struct vfm_device *vd,
@@ -483,11 +497,7 @@ static noinline ssize_t vfm_write_flush(struct vfm_device *vd,
 					const struct vfm_interval *iv)
 	__releases(RCU_SCHED)
 {
-	u8 action = iv->action;
-
-	vfm_ev_flush_later(iv->ctr);
-	rcu_read_unlock_sched();
-	return vfm_rw_decided(vd, buf, count, ppos, true, action);
+	return vfm_rw_out(vd, buf, count, ppos, true, iv, true);
 }
 
 /*
