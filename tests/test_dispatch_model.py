@@ -353,10 +353,17 @@ def run_round(edu, rng, model, rnd):
         v.rule("bar0", r.name).write("action", r.action)
         with Device(edu) as dev:
             assert v.generation == gen + 2
-            assert v.read("compile_ns") != ns
+            tie = v.read("compile_ns") == ns
             check_accesses(rng, dev, v, model, rules, ACCESSES // 3,
                            where + " changed")
         check_hits(v, rules, where + " changed")
+        if tie:
+            # Two compilations can take the same time to the clock's
+            # resolution (seen once on 6.1: 94770 ns both). Rules reused
+            # would tie again; compiled again, they hardly can.
+            v.rule("bar0", r.name).write("action", r.action)
+            with Device(edu):
+                assert v.read("compile_ns") != ns, where + ": not compiled"
 
 
 def test_random_rules_match_the_model(edu_vfm):
