@@ -501,7 +501,7 @@ static noinline ssize_t vfm_write_flush(struct vfm_device *vd,
 }
 
 /*
- * Decide and carry out an access of region table @rt, within the
+ * Decide and carry out an access at @off of region table @rt, within the
  * rcu_read_lock_sched() section it was read in, which this ends. Counts
  * the hit of the interval that holds the access whole; one that meets a
  * trap or several intervals is left to vfm_rw_mediated(). @small as for
@@ -509,11 +509,11 @@ static noinline ssize_t vfm_write_flush(struct vfm_device *vd,
  */
 static __always_inline ssize_t
 vfm_rw_decide(struct vfm_device *vd, char __user *buf, size_t count,
-	      loff_t *ppos, const struct vfm_region_table *rt, bool iswrite,
-	      bool small)
+	      loff_t *ppos, const struct vfm_region_table *rt, u64 off,
+	      bool iswrite, bool small)
 	__releases(RCU_SCHED)
 {
-	u64 off = *ppos & VFIO_PCI_OFFSET_MASK, end = off + count;
+	u64 end = off + count;
 	const struct vfm_interval *iv;
 	unsigned long state;
 	bool refused;
@@ -558,7 +558,8 @@ vfm_read_searched(struct vfm_device *vd, char __user *buf, size_t count,
 		  loff_t *ppos, const struct vfm_region_table *rt)
 	__releases(RCU_SCHED)
 {
-	return vfm_rw_decide(vd, buf, count, ppos, rt, false, false);
+	return vfm_rw_decide(vd, buf, count, ppos, rt,
+			     *ppos & VFIO_PCI_OFFSET_MASK, false, false);
 }
 
 static noinline ssize_t
@@ -566,7 +567,8 @@ vfm_write_searched(struct vfm_device *vd, char __user *buf, size_t count,
 		   loff_t *ppos, const struct vfm_region_table *rt)
 	__releases(RCU_SCHED)
 {
-	return vfm_rw_decide(vd, buf, count, ppos, rt, true, false);
+	return vfm_rw_decide(vd, buf, count, ppos, rt,
+			     *ppos & VFIO_PCI_OFFSET_MASK, true, false);
 }
 
 /*
@@ -610,7 +612,7 @@ static __always_inline ssize_t vfm_rw_quick(struct vfm_device *vd,
 	if (rt->nr[iswrite] > VFM_LINEAR_MAX)
 		return iswrite ? vfm_write_searched(vd, buf, count, ppos, rt) :
 				 vfm_read_searched(vd, buf, count, ppos, rt);
-	return vfm_rw_decide(vd, buf, count, ppos, rt, iswrite, true);
+	return vfm_rw_decide(vd, buf, count, ppos, rt, off, iswrite, true);
 }
 
 noinline ssize_t vfm_read_slow(struct vfm_device *vd, char __user *buf,
